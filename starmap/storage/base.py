@@ -1,0 +1,204 @@
+"""The table store protocol that every backend keeps.
+
+The model is Azure Table Storage's: tables of entities keyed by
+(``PartitionKey``, ``RowKey``), each with an opaque ETag that changes on every
+write. Values are ``str``, ``int``, ``float`` or ``bool``. Conditional writes and
+atomic batches within one partition are the tools for concurrency; the embedded
+SQLite backend keeps the same rules, so code written against one runs on both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol
+
+import attrs
+
+__all__ = (
+    "MAX_BATCH",
+    "Entity",
+    "Op",
+    "Page",
+    "Stored",
+    "TableStore",
+    "check_batch",
+    "check_entity",
+    "check_key",
+    "check_table_name",
+    "iter_entities",
+)
+
+Entity = Mapping[str, Any]
+MAX_BATCH: Final = 100
+MAX_KEY_BYTES: Final = 1024
+DEFAULT_PAGE: Final = 1000
+
+# Azure's rules: no / \ # ? and no control characters in keys; the SDK lets them
+# through and the service answers with an opaque 400, so we refuse them first.
+_BAD_KEY: Final = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_TABLE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+_RESERVED: Final = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag", "odata.etag"})
+VALUE_TYPES: Final = (str, int, float, bool)
+
+
+@attrs.frozen
+class Stored:
+    """An entity as read from the store, with the ETag of that version."""
+
+    entity: dict[str, Any]
+    etag: str
+
+    @property
+    def partition_key(self) -> str:
+        return str(self.entity["PartitionKey"])
+
+    @property
+    def row_key(self) -> str:
+        return str(self.entity["RowKey"])
+
+
+@attrs.frozen
+class Page:
+    """One page of a query and the token that fetches the next (None: the last)."""
+
+    items: list[Stored]
+    continuation: str | None
+
+
+@attrs.frozen
+class Op:
+    """One operation of a batch.
+
+    ``insert`` fails if the key exists; ``update`` needs ``etag`` to match;
+    ``upsert`` replaces whatever is there; ``delete`` needs the entity to exist
+    (and ``etag`` to match when given).
+    """
+
+    kind: Literal["insert", "update", "upsert", "delete"]
+    entity: Entity
+    etag: str | None = None
+
+    @classmethod
+    def delete(cls, partition_key: str, row_key: str, etag: str | None = None) -> Op:
+        return cls("delete", {"PartitionKey": partition_key, "RowKey": row_key}, etag)
+
+
+class TableStore(Protocol):
+    """What Star Map needs from a table store; see the module docstring."""
+
+    @property
+    def kind(self) -> str:
+        """The backend's name: "sqlite" or "azure"."""
+
+    async def ensure_tables(self, names: Sequence[str]) -> None:
+        """Create the tables that are missing."""
+
+    async def get(self, table: str, partition_key: str, row_key: str) -> Stored:
+        """The entity at that key; ``NotFound`` if there is none."""
+
+    async def insert(self, table: str, entity: Entity) -> str:
+        """Add a new entity and return its ETag; ``AlreadyExists`` if the key is taken."""
+
+    async def update(self, table: str, entity: Entity, etag: str) -> str:
+        """Replace the entity if its ETag still is ``etag``; the new ETag.
+
+        ``PreconditionFailed`` if it changed, ``NotFound`` if it is gone.
+        """
+
+    async def upsert(self, table: str, entity: Entity) -> str:
+        """Insert or replace, unconditionally; the new ETag."""
+
+    async def delete(self, table: str, partition_key: str, row_key: str, etag: str | None = None) -> None:
+        """Remove the entity; a missing one is no error. With ``etag``, only that version."""
+
+    async def query(
+        self,
+        table: str,
+        partition_key: str | None = None,
+        *,
+        limit: int = DEFAULT_PAGE,
+        continuation: str | None = None,
+    ) -> Page:
+        """One page of a partition (or, with None, of the whole table) in key order."""
+
+    async def batch(self, table: str, ops: Sequence[Op]) -> list[str | None]:
+        """Apply ``ops`` (one partition, ≤ 100, one per key) all or nothing.
+
+        Returns the new ETag of each operation (None for a delete). On failure
+        nothing is applied and the error of the first failing operation is raised.
+        """
+
+    async def count(self, table: str) -> int:
+        """How many entities the table holds (a full scan: for debugging only)."""
+
+    async def ping(self) -> None:
+        """Reach the store; ``StorageUnavailable`` if it does not answer."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+async def iter_entities(
+    store: TableStore, table: str, partition_key: str | None = None, *, page_size: int = DEFAULT_PAGE
+) -> AsyncIterator[Stored]:
+    """Every entity of a partition (or a table), following continuations."""
+    continuation: str | None = None
+    while True:
+        page = await store.query(table, partition_key, limit=page_size, continuation=continuation)
+        for item in page.items:
+            yield item
+        if page.continuation is None:
+            return
+        continuation = page.continuation
+
+
+def check_table_name(name: str) -> str:
+    if not _TABLE_NAME.fullmatch(name):
+        raise ValueError(f"invalid table name {name!r}: 3-63 letters and digits, a letter first")
+    return name
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Refuse what Azure refuses in a PartitionKey or RowKey."""
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a string, not {type(key).__name__}")
+    if _BAD_KEY.search(key) or len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"{what} {key!r} has a character Azure Tables refuses or is too long")
+    return key
+
+
+def check_entity(entity: Entity) -> dict[str, Any]:
+    """Validate keys and value types; the entity as a plain dict."""
+    check_key(entity.get("PartitionKey"), "PartitionKey")
+    check_key(entity.get("RowKey"), "RowKey")
+    for name, value in entity.items():
+        if name in _RESERVED and name not in ("PartitionKey", "RowKey"):
+            raise ValueError(f"property {name!r} is reserved")
+        if not isinstance(value, VALUE_TYPES):
+            raise TypeError(f"property {name!r}: {type(value).__name__} is not a table value")
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError(f"property {name!r} does not fit in 64 bits")
+    return dict(entity)
+
+
+def check_batch(ops: Sequence[Op]) -> None:
+    """Refuse what an Azure transaction refuses, before anything is sent."""
+    if not ops:
+        raise ValueError("an empty batch")
+    if len(ops) > MAX_BATCH:
+        raise ValueError(f"a batch holds at most {MAX_BATCH} operations")
+    partitions = {op.entity.get("PartitionKey") for op in ops}
+    if len(partitions) != 1:
+        raise ValueError("a batch must stay within one partition")
+    rows = [op.entity.get("RowKey") for op in ops]
+    if len(set(rows)) != len(rows):
+        raise ValueError("a batch may touch each entity only once")
+    for op in ops:
+        if op.kind == "delete":
+            check_key(op.entity.get("PartitionKey"), "PartitionKey")
+            check_key(op.entity.get("RowKey"), "RowKey")
+        else:
+            check_entity(op.entity)
+        if op.kind == "update" and not op.etag:
+            raise ValueError("an update needs the ETag it expects")

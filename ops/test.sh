@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run the checks and the whole suite:
+#   virtualenv + the package with its test extra, redis-server (apt-get, where missing),
+#   Azurite (npm, pinned in ops/azurite), then ruff, mypy and pytest.
+# Extra arguments go to pytest, e.g. `ops/test.sh -k conformance`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+# npm ci only when the lock changed since the last install.
+if [ ! -f ops/azurite/node_modules/.package-lock.json ] \
+    || [ ops/azurite/package-lock.json -nt ops/azurite/node_modules/.package-lock.json ]; then
+    (cd ops/azurite && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+.venv/bin/ruff check starmap tests
+.venv/bin/ruff format --check starmap tests
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,59 @@
+"""The one way a view reads a JSON body into a wire schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import cattrs
+from aiohttp import web
+from cattrs.errors import AttributeValidationNote, ClassValidationError, IterableValidationNote
+from cattrs.v import format_exception
+
+from ..errors import ValidationFailed
+
+__all__ = ("field_errors", "load_body", "read_json_object")
+
+T = TypeVar("T")
+
+
+async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; 400 when it is not one (or absent, unless ``optional``)."""
+    raw = await request.read()  # 413 past client_max_size, raised by aiohttp
+    if not raw.strip():
+        if optional:
+            return {}
+        raise web.HTTPBadRequest(text="the request needs a JSON object body")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def field_errors(exc: BaseException, path: str = "") -> dict[str, str]:
+    """Flatten a cattrs validation error into ``{"field": "message"}``."""
+    if isinstance(exc, ClassValidationError | cattrs.IterableValidationError):
+        found: dict[str, str] = {}
+        for sub in exc.exceptions:
+            name = path
+            for note in getattr(sub, "__notes__", []):
+                if isinstance(note, AttributeValidationNote):
+                    name = f"{path}.{note.name}" if path else note.name
+                elif isinstance(note, IterableValidationNote):
+                    name = f"{path}[{note.index}]"
+            found.update(field_errors(sub, name))
+        return found
+    message = str(exc) if isinstance(exc, ValueError) and str(exc) else format_exception(exc, None)
+    return {path or "body": message}
+
+
+async def load_body(request: web.Request, schema: type[T], converter: cattrs.Converter) -> T:
+    """Read and validate a body: 400 if it is not a JSON object, 422 with field errors."""
+    body = await read_json_object(request)
+    try:
+        return converter.structure(body, schema)
+    except (ClassValidationError, cattrs.IterableValidationError) as exc:
+        raise ValidationFailed(field_errors(exc)) from None

@@ -1,0 +1,58 @@
+"""Health: is the process up (liveness), can it serve (readiness)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Final
+
+from aiohttp import web
+
+from ..errors import StorageUnavailable
+from ..keys import SETTINGS, STORE
+
+__all__ = ("health", "liveness", "readiness")
+
+log = logging.getLogger(__name__)
+
+READINESS_TIMEOUT: Final = 2.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def health(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    return web.json_response(
+        {
+            "status": "healthy",
+            "version": settings.version,
+            "environment": settings.server.environment.value,
+            "timestamp": _now(),
+        }
+    )
+
+
+async def liveness(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive", "timestamp": _now()})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    """Ready when the table store answers within a short timeout; Redis never gates it."""
+    store = request.config_dict[STORE]
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await store.ping()
+        storage = "healthy"
+    except (TimeoutError, StorageUnavailable) as exc:
+        log.warning("readiness: table store unreachable: %s", exc)
+        storage = f"unhealthy: {exc or f'no answer within {READINESS_TIMEOUT:g}s'}"
+    ready = storage == "healthy"
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "services": {"storage": storage, "redis": "not configured"},
+        "timestamp": _now(),
+    }
+    return web.json_response(body, status=200 if ready else 503)

@@ -1,0 +1,104 @@
+"""Logging: text for people, JSON lines in production, secrets never written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
+
+from .settings import LogFormat, Settings
+
+__all__ = ("AccessLogger", "JsonFormatter", "RedactSecrets", "configure_logging")
+
+REDACTED: Final = "***"
+# Attributes every LogRecord has; anything else was passed in `extra`.
+_STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every configured secret value in a record's final text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        # Longest first, so a connection string goes before the key inside it.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            message = record.getMessage()
+            for secret in self._secrets:
+                message = message.replace(secret, REDACTED)
+            record.msg, record.args = message, None
+            if record.exc_info:
+                text = logging.Formatter().formatException(record.exc_info)
+                for secret in self._secrets:
+                    text = text.replace(secret, REDACTED)
+                record.exc_text, record.exc_info = text, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def configure_logging(settings: Settings) -> None:
+    """Root logging for the process, from the settings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets(settings.secrets()))
+    if settings.log_format is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level)
+    # The SDK logs every HTTP request at INFO, headers included.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, with its fields as `extra` for the JSON formatter."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d %.1fms",
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 2),
+                "remote": request.remote,
+                "bytes": response.body_length,
+            },
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)

@@ -1,0 +1,114 @@
+"""Fixtures: the real servers, settings per backend, the app over real HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from starmap.app import create_app
+from starmap.settings import Settings, load_settings
+from starmap.storage import TABLES, TableStore, open_store
+
+from .rig import Azurite, RedisServer, StarmapProcess
+
+BACKENDS = ("sqlite", "azurite")
+
+MakeSettings = Callable[..., Settings]
+MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+MakeProcess = Callable[..., StarmapProcess]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of a table store backend; tests using it run once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """Tables of one test are theirs alone, even on the session's one Azurite."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def backend_env(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, table_prefix: str
+) -> dict[str, str]:
+    """The environment variables that point a process at this test's backend."""
+    env = {"ENVIRONMENT": "test", "DATA_DIR": str(tmp_path / "data"), "STORAGE_TABLE_PREFIX": table_prefix}
+    if backend == "azurite":
+        server: Azurite = request.getfixturevalue("azurite")
+        env["AZURE_STORAGE_CONNECTION_STRING"] = server.connection_string
+    return env
+
+
+@pytest.fixture
+def make_settings(backend_env: dict[str, str], tmp_path: Path) -> MakeSettings:
+    """Settings for this test's backend, with any variable overridden."""
+
+    def make(**overrides: str) -> Settings:
+        return load_settings({**backend_env, **overrides}, root=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+async def store(make_settings: MakeSettings) -> AsyncIterator[TableStore]:
+    """A table store of this test's backend with every table created."""
+    opened = open_store(make_settings())
+    await opened.ensure_tables(TABLES)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+                make_settings: MakeSettings) -> MakeClient:  # fmt: skip
+    """The real app on a real port, built by ``create_app`` from settings overrides."""
+
+    async def make(**overrides: str) -> TestClient[web.Request, web.Application]:
+        return await aiohttp_client(create_app(make_settings(**overrides)))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient[web.Request, web.Application]:
+    return await make_client()
+
+
+@pytest.fixture
+def make_process(tmp_path: Path, backend_env: dict[str, str]) -> Iterator[MakeProcess]:
+    """Start real ``python -m starmap`` processes on this test's backend; all stopped after."""
+    started: list[StarmapProcess] = []
+
+    def make(**overrides: str) -> StarmapProcess:
+        proc = StarmapProcess(tmp_path / f"proc{len(started)}", {**backend_env, **overrides})
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()

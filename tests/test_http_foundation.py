@@ -1,0 +1,168 @@
+"""The app over real HTTP: problem+json for every error, health, CORS, trailing slashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from starmap.app import create_app
+from starmap.errors import AlreadyExists, NotFound, Overloaded, StorageUnavailable
+from starmap.http.body import load_body
+
+from .conftest import MakeSettings
+
+Client = TestClient[web.Request, web.Application]
+
+
+@attrs.frozen
+class Echo:
+    name: str
+    count: int
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await load_body(request, Echo, _converter)
+    return web.json_response(attrs.asdict(body))
+
+
+def _raiser(exc: Exception) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.fixture
+async def probe_client(aiohttp_client: Any, make_settings: MakeSettings) -> Client:
+    """The real app plus routes that exercise the body loader and the error middleware."""
+    app = create_app(make_settings())
+    app.router.add_post("/probe/echo", echo)
+    for name, exc in {
+        "not-found": NotFound("no star 'x'"),
+        "conflict": AlreadyExists("id 'x' is taken"),
+        "storage": StorageUnavailable("azure tables unreachable"),
+        "overloaded": Overloaded("mailbox full"),
+        "bug": RuntimeError("a bug"),
+    }.items():
+        app.router.add_get(f"/probe/{name}", _raiser(exc))
+    client: Client = await aiohttp_client(app)
+    return client
+
+
+async def assert_problem(answer: Any, status: int) -> dict[str, Any]:
+    assert answer.status == status
+    assert answer.content_type == "application/problem+json"
+    body: dict[str, Any] = await answer.json(content_type=None)
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+@pytest.fixture
+def backend() -> str:
+    """Error mapping does not depend on the store: the embedded one will do."""
+    return "sqlite"
+
+
+async def test_a_valid_body_is_loaded(probe_client: Client) -> None:
+    answer = await probe_client.post("/probe/echo", json={"name": "vega", "count": 3, "extra": True})
+    assert answer.status == 200
+    assert await answer.json() == {"name": "vega", "count": 3}
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2]", "must be a JSON object, not list"),
+        (b'"text"', "must be a JSON object, not str"),
+        (b"", "needs a JSON object body"),
+        (b"\xff\xfe", "malformed JSON"),
+    ],
+    ids=["malformed", "array", "string", "empty", "not-utf8"],
+)
+async def test_a_body_that_is_not_a_json_object_is_400(
+    probe_client: Client, body: bytes, detail: str
+) -> None:
+    answer = await probe_client.post("/probe/echo", data=body, headers={"Content-Type": "application/json"})
+    problem = await assert_problem(answer, 400)
+    assert detail in problem["detail"]
+
+
+async def test_a_body_that_fails_validation_is_422_with_field_errors(probe_client: Client) -> None:
+    answer = await probe_client.post("/probe/echo", json={"count": "many"})
+    problem = await assert_problem(answer, 422)
+    fields = {e["field"]: e["message"] for e in problem["errors"]}
+    assert set(fields) == {"name", "count"}
+    assert "required" in fields["name"]
+
+
+async def test_a_body_over_the_limit_is_413(probe_client: Client) -> None:
+    answer = await probe_client.post("/probe/echo", json={"name": "x" * (64 * 1024), "count": 1})
+    await assert_problem(answer, 413)
+
+
+async def test_an_unknown_route_is_404(probe_client: Client) -> None:
+    await assert_problem(await probe_client.get("/no/such/thing"), 404)
+
+
+async def test_a_wrong_method_is_405_with_allow(probe_client: Client) -> None:
+    answer = await probe_client.delete("/health")
+    problem = await assert_problem(answer, 405)
+    assert "GET" in answer.headers["Allow"]
+    assert "DELETE is not allowed" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "retry_after"),
+    [
+        ("/probe/not-found", 404, None),
+        ("/probe/conflict", 409, None),
+        ("/probe/storage", 503, "5"),
+        ("/probe/overloaded", 503, "1"),
+        ("/probe/bug", 500, None),
+    ],
+    ids=["not-found", "conflict", "storage-down", "overloaded", "unexpected"],
+)
+async def test_domain_errors_map_to_problems(
+    probe_client: Client, path: str, status: int, retry_after: str | None
+) -> None:
+    answer = await probe_client.get(path)
+    problem = await assert_problem(answer, status)
+    assert answer.headers.get("Retry-After") == retry_after
+    if status == 500:
+        assert "a bug" not in problem["detail"]  # internals stay in the log
+
+
+async def test_paths_work_with_and_without_a_trailing_slash(probe_client: Client) -> None:
+    for path in ("/health", "/health/", "/health/liveness/", "/health/readiness/"):
+        assert (await probe_client.get(path, allow_redirects=False)).status == 200, path
+
+
+async def test_cors_allows_the_configured_origin(make_settings: MakeSettings, aiohttp_client: Any) -> None:
+    client: Client = await aiohttp_client(create_app(make_settings(API_CORS_ORIGINS="https://map.example")))
+    allowed = await client.get("/health", headers={"Origin": "https://map.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://map.example"
+    other = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    preflight = await client.options(
+        "/health",
+        headers={"Origin": "https://map.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://map.example"
+
+
+async def test_without_cors_origins_no_cors_headers(probe_client: Client) -> None:
+    answer = await probe_client.get("/health", headers={"Origin": "https://map.example"})
+    assert "Access-Control-Allow-Origin" not in answer.headers

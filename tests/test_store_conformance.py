@@ -1,0 +1,197 @@
+"""One conformance suite for every table store: SQLite and Azure Tables (on real Azurite).
+
+Each test runs once per backend (see the ``backend`` fixture); none is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from starmap.errors import AlreadyExists, NotFound, PreconditionFailed
+from starmap.storage import Op, TableStore, iter_entities
+
+T = "Stars"
+
+
+def entity(pk: str, rk: str, **props: object) -> dict[str, object]:
+    return {"PartitionKey": pk, "RowKey": rk, **props}
+
+
+async def test_get_of_a_missing_entity_is_not_found(store: TableStore) -> None:
+    with pytest.raises(NotFound):
+        await store.get(T, "p", "nothing")
+
+
+async def test_insert_then_get_round_trips_every_value_type(store: TableStore) -> None:
+    props = {"s": "héllo ✨", "i": 42, "big": 2**40, "f": 0.25, "whole": 100.0, "yes": True, "no": False}
+    etag = await store.insert(T, entity("p", "r", **props))
+    got = await store.get(T, "p", "r")
+    assert got.etag == etag
+    assert got.entity == entity("p", "r", **props)
+    assert type(got.entity["yes"]) is bool
+    assert type(got.entity["big"]) is int
+
+
+async def test_insert_of_an_existing_key_is_refused(store: TableStore) -> None:
+    await store.insert(T, entity("p", "r", v=1))
+    with pytest.raises(AlreadyExists):
+        await store.insert(T, entity("p", "r", v=2))
+    assert (await store.get(T, "p", "r")).entity["v"] == 1
+
+
+async def test_update_needs_the_current_etag(store: TableStore) -> None:
+    first = await store.insert(T, entity("p", "r", v=1))
+    second = await store.update(T, entity("p", "r", v=2), first)
+    assert second != first
+    with pytest.raises(PreconditionFailed):
+        await store.update(T, entity("p", "r", v=3), first)
+    got = await store.get(T, "p", "r")
+    assert (got.entity["v"], got.etag) == (2, second)
+
+
+async def test_update_replaces_the_whole_entity(store: TableStore) -> None:
+    etag = await store.insert(T, entity("p", "r", a=1, b=2))
+    await store.update(T, entity("p", "r", a=5), etag)
+    assert (await store.get(T, "p", "r")).entity == entity("p", "r", a=5)
+
+
+async def test_update_of_a_missing_entity_is_not_found(store: TableStore) -> None:
+    etag = await store.insert(T, entity("p", "gone"))
+    await store.delete(T, "p", "gone")
+    with pytest.raises(NotFound):
+        await store.update(T, entity("p", "gone", v=1), etag)
+
+
+async def test_two_writers_with_the_same_etag_exactly_one_wins(store: TableStore) -> None:
+    etag = await store.insert(T, entity("p", "r", likes=0))
+    results = await asyncio.gather(
+        *(store.update(T, entity("p", "r", likes=n), etag) for n in (1, 2)), return_exceptions=True
+    )
+    wins = [r for r in results if isinstance(r, str)]
+    losses = [r for r in results if isinstance(r, PreconditionFailed)]
+    assert (len(wins), len(losses)) == (1, 1), results
+    got = await store.get(T, "p", "r")
+    assert got.etag == wins[0]
+    assert got.entity["likes"] in (1, 2)
+
+
+async def test_upsert_inserts_then_replaces_unconditionally(store: TableStore) -> None:
+    first = await store.upsert(T, entity("p", "r", v=1, old=True))
+    second = await store.upsert(T, entity("p", "r", v=2))
+    assert first != second
+    assert (await store.get(T, "p", "r")).entity == entity("p", "r", v=2)
+
+
+async def test_delete_is_idempotent_and_honours_an_etag(store: TableStore) -> None:
+    first = await store.insert(T, entity("p", "r"))
+    await store.update(T, entity("p", "r", v=1), first)
+    with pytest.raises(PreconditionFailed):
+        await store.delete(T, "p", "r", etag=first)
+    await store.get(T, "p", "r")  # still there
+    await store.delete(T, "p", "r")
+    await store.delete(T, "p", "r")  # gone already: no error
+    with pytest.raises(NotFound):
+        await store.get(T, "p", "r")
+
+
+async def test_batch_applies_every_operation(store: TableStore) -> None:
+    old = await store.insert(T, entity("p", "upd", v=0))
+    await store.insert(T, entity("p", "del"))
+    etags = await store.batch(
+        T,
+        [
+            Op("insert", entity("p", "new", v=1)),
+            Op("update", entity("p", "upd", v=1), old),
+            Op("upsert", entity("p", "ups", v=1)),
+            Op.delete("p", "del"),
+        ],
+    )
+    assert [e is None for e in etags] == [False, False, False, True]
+    rows = {s.row_key: s for s in [s async for s in iter_entities(store, T, "p")]}
+    assert sorted(rows) == ["new", "upd", "ups"]
+    assert rows["upd"].etag == etags[1]
+    assert all(s.entity["v"] == 1 for s in rows.values())
+
+
+@pytest.mark.parametrize(
+    ("failing", "error"),
+    [
+        (Op("insert", entity("p", "taken", v=9)), AlreadyExists),
+        (Op("update", entity("p", "taken", v=9), 'W/"stale"'), PreconditionFailed),
+        (Op.delete("p", "missing"), NotFound),
+    ],
+    ids=["insert-existing", "update-stale-etag", "delete-missing"],
+)
+async def test_batch_is_all_or_nothing(store: TableStore, failing: Op, error: type[Exception]) -> None:
+    await store.insert(T, entity("p", "taken", v=0))
+    ops = [Op("insert", entity("p", f"n{i}", v=1)) for i in range(3)]
+    with pytest.raises(error):
+        await store.batch(T, [*ops[:2], failing, ops[2]])
+    rows = [s.entity async for s in iter_entities(store, T, "p")]
+    assert rows == [entity("p", "taken", v=0)]
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [],
+        [Op("insert", entity("p", "a")), Op("insert", entity("q", "b"))],
+        [Op("insert", entity("p", "a")), Op("upsert", entity("p", "a"))],
+        [Op("insert", entity("p", str(i))) for i in range(101)],
+        [Op("update", entity("p", "a"))],
+    ],
+    ids=["empty", "two-partitions", "same-key-twice", "over-100", "update-without-etag"],
+)
+async def test_batches_azure_would_refuse_are_refused_first(store: TableStore, ops: list[Op]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        await store.batch(T, ops)
+
+
+async def test_query_follows_continuations_past_1000_entities(store: TableStore) -> None:
+    for start in range(0, 1050, 100):
+        await store.batch(
+            T, [Op("insert", entity("big", f"{i:05d}", i=i)) for i in range(start, min(start + 100, 1050))]
+        )
+    await store.insert(T, entity("other", "x"))
+
+    first = await store.query(T, "big", limit=1000)
+    assert len(first.items) <= 1000
+    assert first.continuation is not None
+    seen = [s.entity["i"] async for s in iter_entities(store, T, "big")]
+    assert seen == list(range(1050))
+    everything = [s.row_key async for s in iter_entities(store, T, page_size=300)]
+    assert len(everything) == 1051
+    assert await store.count(T) == 1051
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["o'brien", "' or PartitionKey ne '", "a ' or 1 eq 1 or '", "星 map ✨", 'quote"s', "emoji 🌟"],
+    ids=["apostrophe", "filter-injection", "or-injection", "unicode", "double-quote", "emoji"],
+)
+async def test_keys_with_quotes_and_unicode_round_trip(store: TableStore, key: str) -> None:
+    await store.insert(T, entity("plain", "decoy"))
+    await store.insert(T, entity(key, key, v=key))
+    assert (await store.get(T, key, key)).entity["v"] == key
+    rows = [s.entity async for s in iter_entities(store, T, key)]
+    assert rows == [entity(key, key, v=key)]
+
+
+@pytest.mark.parametrize("key", ["a/b", "a\\b", "a#b", "a?b", "tab\there", "nul\x00"])
+async def test_keys_azure_refuses_are_refused(store: TableStore, key: str) -> None:
+    with pytest.raises(ValueError, match="refuses"):
+        await store.insert(T, entity("p", key))
+
+
+async def test_values_of_other_types_are_refused(store: TableStore) -> None:
+    with pytest.raises(TypeError):
+        await store.insert(T, entity("p", "r", v=[1, 2]))
+    with pytest.raises(TypeError):
+        await store.insert(T, entity("p", "r", v=None))
+
+
+async def test_ensure_tables_is_idempotent_and_ping_answers(store: TableStore) -> None:
+    await store.ensure_tables(["Stars", "Users"])
+    await store.ping()

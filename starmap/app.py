@@ -6,15 +6,19 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
+import aiojobs
 from aiohttp import web
 
+from .actors import Actors
 from .errors import StorageUnavailable
+from .events import Hub
 from .http.problems import error_middleware
 from .http.routes import setup_cors, setup_routes
-from .keys import SETTINGS, STORE
+from .keys import ACTORS, BRIGHTNESS, HUB, SCHEDULER, SETTINGS, STORE
 from .settings import Settings
+from .stars import Brightness
 from .storage import TABLES, describe_store, open_store
 
 __all__ = ("create_app",)
@@ -50,11 +54,35 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    """Background loops (actor tasks) run here; failures reach one handler, not the void."""
+
+    def on_error(scheduler: aiojobs.Scheduler, context: dict[str, Any]) -> None:
+        log.error("background job failed: %s", context.get("message"), exc_info=context.get("exception"))
+
+    scheduler = aiojobs.Scheduler(exception_handler=on_error)
+    app[SCHEDULER] = scheduler
+    yield
+    await scheduler.wait_and_close(timeout=app[SETTINGS].server.shutdown_timeout)
+
+
+async def _actors(app: web.Application) -> AsyncIterator[None]:
+    """The actors, the hub they publish to; the star index is loaded before serving."""
+    settings = app[SETTINGS]
+    app[HUB] = Hub()
+    app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
+    actors = await Actors.start(settings, store=app[STORE], publisher=app[HUB], scheduler=app[SCHEDULER])
+    app[ACTORS] = actors
+    yield
+    await actors.stop()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole service; resources open on start-up and close in reverse on clean-up."""
     app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_storage)
+    # In dependency order; torn down in reverse (actors drain before the store closes).
+    app.cleanup_ctx.extend([_storage, _scheduler, _actors])
     setup_routes(app)
     setup_cors(app, settings.server.cors_origins)
     return app

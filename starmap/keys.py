@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
+from aiojobs import Scheduler
 
+from .actors import Actors
+from .events import Hub
 from .settings import Settings
+from .stars import Brightness
 from .storage import TableStore
 
-__all__ = ("SETTINGS", "STORE")
+__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "SCHEDULER", "SETTINGS", "STORE")
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 STORE: Final = web.AppKey("store", TableStore)
+SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
+HUB: Final = web.AppKey("hub", Hub)
+ACTORS: Final = web.AppKey("actors", Actors)
+BRIGHTNESS: Final = web.AppKey("brightness", Brightness)

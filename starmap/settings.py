@@ -128,6 +128,18 @@ class SseSettings:
 
 
 @attrs.frozen
+class ActorSettings:
+    mailbox_size: PositiveInt = env("ACTOR_MAILBOX_SIZE", 1000)
+    # Like counters idle this long are passivated: memory follows the active set.
+    idle_seconds: PositiveFloat = env("ACTOR_IDLE_SECONDS", 60.0)
+    ask_timeout: PositiveFloat = env("ACTOR_ASK_TIMEOUT", 10.0)
+    # How long a like batch keeps retrying an unreachable store before answering 503.
+    like_write_deadline: PositiveFloat = env("LIKE_WRITE_DEADLINE", 5.0)
+    # Distinct clients the local rate limiter remembers at most.
+    rate_limit_clients: PositiveInt = env("RATE_LIMIT_MAX_CLIENTS", 100_000)
+
+
+@attrs.frozen
 class Settings:
     """The whole configuration of one Star Map process."""
 
@@ -138,6 +150,7 @@ class Settings:
     rate_limit: RateLimitSettings = RateLimitSettings()
     stars: StarSettings = StarSettings()
     sse: SseSettings = SseSettings()
+    actors: ActorSettings = ActorSettings()
 
     @property
     def is_production(self) -> bool:
@@ -174,6 +187,7 @@ _SECTIONS: Final = (
     RateLimitSettings,
     StarSettings,
     SseSettings,
+    ActorSettings,
     Settings,
 )
 for _cls in _SECTIONS:

@@ -12,7 +12,7 @@ from cattrs.v import format_exception
 
 from ..errors import ValidationFailed
 
-__all__ = ("field_errors", "load_body", "read_json_object")
+__all__ = ("field_errors", "load_body", "read_json_object", "structure")
 
 T = TypeVar("T")
 
@@ -50,10 +50,19 @@ def field_errors(exc: BaseException, path: str = "") -> dict[str, str]:
     return {path or "body": message}
 
 
-async def load_body(request: web.Request, schema: type[T], converter: cattrs.Converter) -> T:
-    """Read and validate a body: 400 if it is not a JSON object, 422 with field errors."""
-    body = await read_json_object(request)
+def structure(body: dict[str, Any], schema: type[T], converter: cattrs.Converter) -> T:
+    """Validate a JSON object into ``schema``; ``ValidationFailed`` (422) names each field."""
     try:
         return converter.structure(body, schema)
     except (ClassValidationError, cattrs.IterableValidationError) as exc:
         raise ValidationFailed(field_errors(exc)) from None
+
+
+async def load_body(
+    request: web.Request, schema: type[T], converter: cattrs.Converter, *, optional: bool = False
+) -> T:
+    """Read and validate a body: 400 if it is not a JSON object, 422 with field errors.
+
+    With ``optional``, an empty body counts as ``{}``.
+    """
+    return structure(await read_json_object(request, optional=optional), schema, converter)

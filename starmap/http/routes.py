@@ -8,7 +8,7 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import health
+from . import health, stars
 
 __all__ = ("add_route", "setup_cors", "setup_routes")
 
@@ -34,6 +34,15 @@ def setup_routes(app: web.Application) -> None:
     add_route(app, "GET", "/health", health.health)
     add_route(app, "GET", "/health/liveness", health.liveness)
     add_route(app, "GET", "/health/readiness", health.readiness)
+    # The fixed paths first: they would otherwise match /stars/{id}.
+    add_route(app, "GET", "/stars/active", stars.active_stars)
+    add_route(app, "GET", "/stars/popular", stars.popular_stars)
+    add_route(app, "GET", "/stars/batch/{ids}", stars.get_stars_batch)
+    add_route(app, "GET", "/stars", stars.list_stars)
+    add_route(app, "POST", "/stars", stars.create_star)
+    add_route(app, "GET", "/stars/{id}", stars.get_star)
+    add_route(app, "DELETE", "/stars/{id}", stars.delete_star)
+    add_route(app, "POST", "/stars/{id}/like", stars.like_star)
 
 
 def setup_cors(app: web.Application, origins: Sequence[str]) -> None:

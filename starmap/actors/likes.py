@@ -1,0 +1,166 @@
+"""The like counter: one actor per star, group commit of likes.
+
+Likes that wait in the mailbox together (they arrive while the previous write is
+in flight) become one batch and one conditional write; every like of the batch
+is answered only after that write succeeded, so a 200 means durable. Each write
+carries a batch id kept on the entity, so a retry after a write whose outcome was
+unknown (a timeout) recognises it landed instead of counting it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from ..errors import NotFound, PreconditionFailed, StorageUnavailable
+from ..events import Publisher
+from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
+from ..storage import TableStore
+from ..users import USER_STARS, relation_entity, require_user
+from .messages import Like, Liked, StarChanged
+from .runtime import Actor, ActorRef
+
+__all__ = ("LikeCounter",)
+
+log = logging.getLogger(__name__)
+
+KIND: Final = "likes"
+MAX_CONFLICTS: Final = 20
+
+
+class LikeCounter(Actor):
+    """Owns one star's likes and brightness between activation and passivation."""
+
+    kind = KIND
+    batchable = (Like,)
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        store: TableStore,
+        publisher: Publisher,
+        brightness: Brightness,
+        registry: ActorRef,
+        popularity: ActorRef,
+        write_deadline: float,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(key)
+        self.store = store
+        self.publisher = publisher
+        self.brightness = brightness
+        self.registry = registry
+        self.popularity = popularity
+        self.write_deadline = write_deadline
+        self.idle_timeout = idle_timeout  # type: ignore[misc]  # per instance, from settings
+        self.clock = clock
+        self.star: Star | None = None
+        self.etag = ""
+        self.in_flight = 0
+        self.known_users: set[str] = set()
+
+    async def on_start(self) -> None:
+        await self._reload()
+
+    async def _reload(self) -> None:
+        try:
+            stored = await self.store.get(STARS, bucket(self.key), self.key)
+        except NotFound:
+            raise NotFound(f"no star {self.key!r}") from None
+        self.star, self.etag = star_from_entity(stored.entity), stored.etag
+
+    async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
+        results: list[Any] = [None] * len(messages)
+        counted: list[int] = []
+        for i, like in enumerate(messages):
+            try:
+                await self._record_liker(like.user_id)
+                counted.append(i)
+            except Exception as exc:  # each like its own answer: 404 for an unknown user
+                results[i] = exc
+        if counted:
+            try:
+                star = await self._commit(len(counted))
+                answer: Any = star.like_json(self.brightness, self.clock())
+            except Exception as exc:
+                answer = exc
+            for i in counted:
+                results[i] = answer
+        return results
+
+    async def _record_liker(self, user_id: str | None) -> None:
+        """Check the user and record who liked what, before the like itself is counted."""
+        if user_id is None:
+            return
+        if user_id not in self.known_users:
+            await require_user(self.store, user_id)
+            self.known_users.add(user_id)
+        await self.store.upsert(USER_STARS, relation_entity(user_id, "liked", self.key, self.clock()))
+
+    async def _commit(self, count: int) -> Star:
+        """One durable write for ``count`` likes; the new state. Nothing changes on failure."""
+        batch_id = uuid.uuid4().hex[:12]
+        deadline = time.monotonic() + self.write_deadline
+        self.in_flight = count
+        conflicts = 0
+        try:
+            while True:
+                assert self.star is not None
+                if batch_id in self.star.batches:  # an earlier attempt landed after all
+                    new = self.star
+                    break
+                new = self.star.with_likes(self.brightness, count, self.clock(), batch_id)
+                try:
+                    self.etag = await self.store.update(STARS, star_to_entity(new), self.etag)
+                    self.star = new
+                    break
+                except PreconditionFailed:
+                    conflicts += 1  # another writer (a replica): re-read, re-apply
+                    if conflicts > MAX_CONFLICTS:
+                        raise StorageUnavailable(f"star {self.key!r}: too many concurrent writers") from None
+                except StorageUnavailable:
+                    if time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(random.uniform(0.005, 0.05) * min(conflicts + 1, 8))  # noqa: S311
+                await self._reload_within(deadline)
+        except NotFound:
+            raise NotFound(f"no star {self.key!r}") from None  # deleted meanwhile
+        finally:
+            self.in_flight = 0
+        await self._announce(new, count)
+        return new
+
+    async def _reload_within(self, deadline: float) -> None:
+        while True:
+            try:
+                await self._reload()
+                return
+            except StorageUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _announce(self, star: Star, count: int) -> None:
+        """After a durable write: the index, popularity, and one conflated update event."""
+        self.registry.tell(StarChanged(star))
+        popular = await self.popularity.ask(Liked(star.id, count, star.last_liked))
+        self.publisher.publish(
+            "stars", "update", star.to_json(self.brightness, self.clock(), is_popular=popular)
+        )
+
+    def state(self) -> dict[str, Any]:
+        star = self.star
+        return {
+            "likes": star.likes if star else None,
+            "pending": self.in_flight,
+            "brightness": self.brightness.at(star.b0, star.t0, self.clock()) if star else None,
+            "etag": self.etag,
+            "recent_batches": list(star.batches) if star else [],
+        }

@@ -1,0 +1,124 @@
+"""Messages: one frozen class per command an actor takes."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..stars import BBox, Star
+
+__all__ = (
+    "Acquire",
+    "ActiveStars",
+    "CreateStar",
+    "DeleteStar",
+    "Forget",
+    "GetStar",
+    "GetStars",
+    "Like",
+    "Liked",
+    "ListStars",
+    "PopularCounts",
+    "RateDecision",
+    "StarChanged",
+    "StarPage",
+)
+
+
+# -- star registry -------------------------------------------------------------
+
+
+@attrs.frozen
+class CreateStar:
+    x: float
+    y: float
+    message: str
+    brightness: float
+    user_id: str | None
+    id: str | None
+
+
+@attrs.frozen
+class GetStar:
+    id: str
+
+
+@attrs.frozen
+class GetStars:
+    ids: tuple[str, ...]
+
+
+@attrs.frozen
+class ListStars:
+    bbox: BBox | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen
+class StarPage:
+    stars: list[Star]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class DeleteStar:
+    id: str
+
+
+@attrs.frozen
+class ActiveStars:
+    """Stars liked (or created) at or after ``since``, brightest first."""
+
+    since: float
+
+
+@attrs.frozen
+class StarChanged:
+    """A like counter's durable new state, for the registry's index (a tell)."""
+
+    star: Star
+
+
+# -- like counter --------------------------------------------------------------
+
+
+@attrs.frozen
+class Like:
+    user_id: str | None = None
+
+
+# -- popularity tracker ---------------------------------------------------------
+
+
+@attrs.frozen
+class Liked:
+    star_id: str
+    count: int
+    at: float
+
+
+@attrs.frozen
+class PopularCounts:
+    """Likes within the window of every star at or over the threshold."""
+
+
+@attrs.frozen
+class Forget:
+    star_id: str
+
+
+# -- rate limiter -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Acquire:
+    client: str
+
+
+@attrs.frozen
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float
+    retry_after: float

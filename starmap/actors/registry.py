@@ -1,0 +1,151 @@
+"""The star registry: creates, finds, lists and deletes stars; owns the index."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+
+from ..errors import AlreadyExists, NotFound
+from ..events import Publisher
+from ..index import StarIndex
+from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
+from ..storage import TableStore, iter_entities
+from ..users import USER_STARS, relation_entity, require_user
+from .messages import (
+    ActiveStars,
+    CreateStar,
+    DeleteStar,
+    GetStar,
+    GetStars,
+    ListStars,
+    StarChanged,
+    StarPage,
+)
+from .runtime import Actor
+
+__all__ = ("Ready", "StarRegistry")
+
+log = logging.getLogger(__name__)
+
+KIND: Final = "stars"
+KEY: Final = "registry"
+
+
+@attrs.frozen
+class Ready:
+    """Answered once the index is loaded (start-up waits for it)."""
+
+
+class StarRegistry(Actor):
+    """One per process. Loads every star at start-up, page by page, into the index."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        store: TableStore,
+        publisher: Publisher,
+        brightness: Brightness,
+        on_delete: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(key)
+        self.store = store
+        self.publisher = publisher
+        self.brightness = brightness
+        self.on_delete = on_delete
+        self.clock = clock
+        self.index = StarIndex()
+
+    async def on_start(self) -> None:
+        started = time.monotonic()
+        self.index = StarIndex([star_from_entity(s.entity) async for s in iter_entities(self.store, STARS)])
+        log.info("star index: %d stars loaded in %.2fs", len(self.index), time.monotonic() - started)
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case GetStar(star_id):
+                return await self._find(star_id)
+            case GetStars(ids):
+                return [s for s in (self.index.get(i) for i in ids) if s is not None]
+            case ListStars(bbox, limit, cursor):
+                stars, next_cursor = self.index.page(limit=limit, cursor=cursor, bbox=bbox)
+                return StarPage(stars, next_cursor)
+            case ActiveStars(since):
+                now = self.clock()
+                active = [s for s in self.index if s.last_liked >= since]
+                active.sort(key=lambda s: self.brightness.at(s.b0, s.t0, now), reverse=True)
+                return active
+            case CreateStar():
+                return await self._create(message)
+            case DeleteStar(star_id):
+                return await self._delete(star_id)
+            case Ready():
+                return len(self.index)
+            case StarChanged(star):
+                self.index.replace(star)
+                return None
+        return await super().receive(message)
+
+    async def _find(self, star_id: str) -> Star:
+        star = self.index.get(star_id)
+        if star is not None:
+            return star
+        try:  # a star this index has not seen yet (another replica's): one point read
+            stored = await self.store.get(STARS, bucket(star_id), star_id)
+        except NotFound:
+            raise NotFound(f"no star {star_id!r}") from None
+        return star_from_entity(stored.entity)
+
+    async def _create(self, cmd: CreateStar) -> Star:
+        star_id = cmd.id or str(uuid.uuid4())
+        if star_id in self.index:
+            raise AlreadyExists(f"star id {star_id!r} is taken")
+        if cmd.user_id is not None:
+            await require_user(self.store, cmd.user_id)
+        now = self.clock()
+        star = Star(
+            id=star_id,
+            x=cmd.x,
+            y=cmd.y,
+            message=cmd.message,
+            b0=cmd.brightness,
+            t0=now,
+            likes=0,
+            created_at=now,
+            last_liked=now,
+            user_id=cmd.user_id,
+        )
+        try:
+            await self.store.insert(STARS, star_to_entity(star))
+        except AlreadyExists:
+            raise AlreadyExists(f"star id {star_id!r} is taken") from None
+        if cmd.user_id is not None:
+            try:
+                await self.store.upsert(USER_STARS, relation_entity(cmd.user_id, "placed", star_id, now))
+            except BaseException:
+                # No star without its owner's record: undo the insert, answer the error.
+                await self.store.delete(STARS, bucket(star_id), star_id)
+                raise
+        self.index.add(star)
+        self.publisher.publish("stars", "create", star.to_json(self.brightness, now, is_popular=False))
+        return star
+
+    async def _delete(self, star_id: str) -> str:
+        if star_id not in self.index:
+            await self._find(star_id)  # 404 unless another replica made it
+        await self.store.delete(STARS, bucket(star_id), star_id)
+        self.index.remove(star_id)
+        self.on_delete(star_id)
+        self.publisher.publish("stars", "delete", {"id": star_id})
+        return star_id
+
+    def state(self) -> dict[str, Any]:
+        return {"stars": len(self.index)}

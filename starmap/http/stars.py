@@ -1,0 +1,181 @@
+"""Star views: parse and validate, ask an actor, answer. No storage here."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Final
+
+from aiohttp import web
+from yarl import URL
+
+from ..actors.messages import (
+    Acquire,
+    ActiveStars,
+    CreateStar,
+    DeleteStar,
+    GetStar,
+    GetStars,
+    Like,
+    ListStars,
+    PopularCounts,
+    RateDecision,
+    StarPage,
+)
+from ..errors import ValidationFailed
+from ..keys import ACTORS, BRIGHTNESS, SETTINGS
+from ..stars import BBox, Star
+from .body import load_body
+from .problems import problem
+from .schemas import LikeIn, StarIn, check_id, converter
+
+__all__ = (
+    "active_stars",
+    "create_star",
+    "delete_star",
+    "get_star",
+    "get_stars_batch",
+    "like_star",
+    "list_stars",
+    "popular_stars",
+)
+
+MAX_LIMIT: Final = 1000
+MAX_BATCH_IDS: Final = 100
+
+
+def _star_id(request: web.Request) -> str:
+    try:
+        return check_id(request.match_info["id"])
+    except ValueError:
+        # No star can have an id outside the charset: it is simply not here.
+        raise web.HTTPNotFound(text=f"no star {request.match_info['id']!r}") from None
+
+
+async def _render(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
+    popular = await request.config_dict[ACTORS].popularity.ask(PopularCounts())
+    model, now = request.config_dict[BRIGHTNESS], time.time()
+    return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
+
+
+def _parse_limit(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed({"limit": f"must be an integer from 1 to {MAX_LIMIT}"})
+    return int(raw)
+
+
+def _parse_bbox(raw: str | None) -> BBox | None:
+    if raw is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(p) for p in raw.split(","))
+    except ValueError:
+        raise ValidationFailed({"bbox": "must be four numbers: x1,y1,x2,y2"}) from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x1 > x2 or y1 > y2:
+        raise ValidationFailed({"bbox": "must be finite with x1 <= x2 and y1 <= y2"})
+    return BBox(x1, y1, x2, y2)
+
+
+async def list_stars(request: web.Request) -> web.Response:
+    query = request.query
+    limit = _parse_limit(query.get("limit"))
+    cursor = query.get("cursor")
+    if cursor is not None and limit is None:
+        raise ValidationFailed({"cursor": "goes with limit"})
+    message = ListStars(bbox=_parse_bbox(query.get("bbox")), limit=limit, cursor=cursor)
+    page: StarPage = await request.config_dict[ACTORS].registry.ask(message)
+    answer = web.json_response(await _render(request, page.stars))
+    if page.next_cursor is not None:
+        next_url = request.rel_url.update_query(cursor=page.next_cursor)
+        answer.headers["Link"] = f'<{next_url}>; rel="next"'
+    return answer
+
+
+async def create_star(request: web.Request) -> web.Response:
+    body = await load_body(request, StarIn, converter)
+    command = CreateStar(
+        x=body.x, y=body.y, message=body.message, brightness=body.brightness, user_id=body.user_id, id=body.id
+    )
+    star: Star = await request.config_dict[ACTORS].registry.ask(command)
+    [rendered] = await _render(request, [star])
+    answer = web.json_response(rendered, status=201)
+    answer.headers["Location"] = str(URL("/stars") / star.id)
+    return answer
+
+
+async def get_star(request: web.Request) -> web.Response:
+    star: Star = await request.config_dict[ACTORS].registry.ask(GetStar(_star_id(request)))
+    [rendered] = await _render(request, [star])
+    return web.json_response(rendered)
+
+
+async def get_stars_batch(request: web.Request) -> web.Response:
+    ids = [i for i in request.match_info["ids"].split(",") if i]
+    if len(ids) > MAX_BATCH_IDS:
+        raise ValidationFailed({"ids": f"at most {MAX_BATCH_IDS} ids, not {len(ids)}"})
+    valid = tuple(dict.fromkeys(i for i in ids if _is_id(i)))
+    stars: list[Star] = await request.config_dict[ACTORS].registry.ask(GetStars(valid))
+    return web.json_response(await _render(request, stars))
+
+
+def _is_id(value: str) -> bool:
+    try:
+        check_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def delete_star(request: web.Request) -> web.Response:
+    star_id = await request.config_dict[ACTORS].registry.ask(DeleteStar(_star_id(request)))
+    return web.json_response({"id": star_id, "status": "deleted"})
+
+
+def client_identity(request: web.Request) -> str:
+    """The peer address, or the first X-Forwarded-For hop behind a trusted proxy."""
+    if request.config_dict[SETTINGS].server.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or "unknown"
+
+
+def _rate_headers(decision: RateDecision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset)),
+    }
+
+
+async def like_star(request: web.Request) -> web.Response:
+    star_id = _star_id(request)
+    body = await load_body(request, LikeIn, converter, optional=True)
+    actors = request.config_dict[ACTORS]
+    decision: RateDecision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
+    headers = _rate_headers(decision)
+    if not decision.allowed:
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+        period = request.config_dict[SETTINGS].rate_limit.seconds
+        detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
+        return problem(429, detail, headers=headers)
+    counter = await actors.like_counter(star_id)
+    result = await counter.ask(Like(user_id=body.user_id))
+    return web.json_response(result, headers=headers)
+
+
+async def active_stars(request: web.Request) -> web.Response:
+    window = request.config_dict[SETTINGS].redis.popularity_window
+    stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
+    return web.json_response(await _render(request, stars))
+
+
+async def popular_stars(request: web.Request) -> web.Response:
+    actors = request.config_dict[ACTORS]
+    counts: dict[str, int] = await actors.popularity.ask(PopularCounts())
+    ranked = tuple(sorted(counts, key=lambda sid: counts[sid], reverse=True))
+    stars: list[Star] = await actors.registry.ask(GetStars(ranked))
+    model, now = request.config_dict[BRIGHTNESS], time.time()
+    return web.json_response([s.to_json(model, now, is_popular=True) for s in stars])

@@ -1,0 +1,144 @@
+"""The star: its state, the brightness model, and how it is kept in the table store."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any, Final
+
+import attrs
+
+from .settings import StarSettings
+
+__all__ = ("STARS", "BBox", "Brightness", "Star", "bucket", "star_from_entity", "star_to_entity")
+
+STARS: Final = "Stars"
+BUCKETS: Final = 32
+MAX_BRIGHTNESS: Final = 100.0
+# Recent like-batch ids kept on the entity: a retried write whose first attempt
+# landed after all (a timeout) is recognised instead of counted twice.
+RECENT_BATCHES: Final = 8
+
+
+def bucket(entity_id: str) -> str:
+    """The partition of an id: a few dozen hash buckets spread load and keep batches possible."""
+    return f"b{zlib.crc32(entity_id.encode()) % BUCKETS:02d}"
+
+
+@attrs.frozen
+class BBox:
+    """A viewport: the stars with x1 ≤ x ≤ x2 and y1 ≤ y ≤ y2."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def contains(self, x: float, y: float) -> bool:
+        return self.x1 <= x <= self.x2 and self.y1 <= y <= self.y2
+
+
+@attrs.frozen
+class Brightness:
+    """``max(min, b0 * 2 ** (-(now - t0) / half_life))``; a like adds ``boost``, capped at 100."""
+
+    half_life: float
+    boost: float
+    floor: float
+
+    @classmethod
+    def from_settings(cls, settings: StarSettings) -> Brightness:
+        return cls(settings.brightness_half_life, settings.like_boost, settings.min_brightness)
+
+    def at(self, b0: float, t0: float, now: float) -> float:
+        elapsed = max(0.0, now - t0)
+        return max(self.floor, b0 * math.pow(2.0, -elapsed / self.half_life))
+
+    def liked(self, b0: float, t0: float, now: float, count: int = 1) -> float:
+        """The new ``b0`` (at ``t0 = now``) after ``count`` likes at once."""
+        return min(MAX_BRIGHTNESS, self.at(b0, t0, now) + self.boost * count)
+
+
+@attrs.frozen(slots=True)
+class Star:
+    """One star as the service holds it; brightness is computed at read time."""
+
+    id: str
+    x: float
+    y: float
+    message: str
+    b0: float
+    t0: float
+    likes: int
+    created_at: float
+    last_liked: float
+    user_id: str | None = None
+    batches: tuple[str, ...] = ()
+
+    def to_json(self, model: Brightness, now: float, *, is_popular: bool) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "x": self.x,
+            "y": self.y,
+            "message": self.message,
+            "brightness": round(model.at(self.b0, self.t0, now), 6),
+            "last_liked": self.last_liked,
+            "likes": self.likes,
+            "created_at": self.created_at,
+            "user_id": self.user_id,
+            "is_popular": is_popular,
+        }
+
+    def like_json(self, model: Brightness, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "brightness": round(model.at(self.b0, self.t0, now), 6),
+            "last_liked": self.last_liked,
+            "likes": self.likes,
+        }
+
+    def with_likes(self, model: Brightness, count: int, now: float, batch_id: str) -> Star:
+        return attrs.evolve(
+            self,
+            b0=model.liked(self.b0, self.t0, now, count),
+            t0=now,
+            likes=self.likes + count,
+            last_liked=now,
+            batches=(*self.batches, batch_id)[-RECENT_BATCHES:],
+        )
+
+
+def star_to_entity(star: Star) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": bucket(star.id),
+        "RowKey": star.id,
+        "x": float(star.x),
+        "y": float(star.y),
+        "message": star.message,
+        "b0": float(star.b0),
+        "t0": float(star.t0),
+        "likes": star.likes,
+        "created_at": float(star.created_at),
+        "last_liked": float(star.last_liked),
+        "batches": ",".join(star.batches),
+    }
+    if star.user_id is not None:
+        entity["user_id"] = star.user_id
+    return entity
+
+
+def star_from_entity(entity: dict[str, Any]) -> Star:
+    batches = str(entity.get("batches") or "")
+    return Star(
+        id=str(entity["RowKey"]),
+        x=float(entity["x"]),
+        y=float(entity["y"]),
+        message=str(entity["message"]),
+        b0=float(entity["b0"]),
+        t0=float(entity["t0"]),
+        likes=int(entity["likes"]),
+        created_at=float(entity["created_at"]),
+        last_liked=float(entity["last_liked"]),
+        user_id=entity.get("user_id") or None,
+        batches=tuple(batches.split(",")) if batches else (),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import aiojobs
@@ -19,19 +19,21 @@ from .http.routes import setup_cors, setup_routes
 from .keys import ACTORS, BRIGHTNESS, HUB, SCHEDULER, SETTINGS, STORE
 from .settings import Settings
 from .stars import Brightness
-from .storage import TABLES, describe_store, open_store
+from .storage import TABLES, TableStore, describe_store, open_store
 
 __all__ = ("create_app",)
 
 log = logging.getLogger(__name__)
 
 STORAGE_STARTUP_DEADLINE: Final = 30.0
+StoreFactory = Callable[[Settings], TableStore]
+STORE_FACTORY: Final[web.AppKey[StoreFactory]] = web.AppKey("store_factory")
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     """Open the table store and create missing tables; retry a slow store with warnings."""
     settings = app[SETTINGS]
-    store = open_store(settings)
+    store = app[STORE_FACTORY](settings)
     deadline = time.monotonic() + STORAGE_STARTUP_DEADLINE
     delay = 0.25
     try:
@@ -77,10 +79,14 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     await actors.stop()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole service; resources open on start-up and close in reverse on clean-up."""
+def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) -> web.Application:
+    """The whole service; resources open on start-up and close in reverse on clean-up.
+
+    ``store_factory`` lets tests wrap the real store (to inject faults).
+    """
     app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[STORE_FACTORY] = store_factory
     # In dependency order; torn down in reverse (actors drain before the store closes).
     app.cleanup_ctx.extend([_storage, _scheduler, _actors])
     setup_routes(app)

@@ -91,8 +91,9 @@ class Actor:
 class _Cell:
     """The runtime side of one actor: mailbox, task and counters."""
 
-    def __init__(self, system: ActorSystem, actor: Actor, mailbox_size: int) -> None:
+    def __init__(self, system: ActorSystem, kind: str, actor: Actor, mailbox_size: int) -> None:
         self.system = system
+        self.kind = kind  # as registered: the system's name for it
         self.actor = actor
         # Unbounded queue, bounded by `put`: a stop request always fits.
         self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue()
@@ -105,9 +106,9 @@ class _Cell:
 
     def put(self, envelope: Envelope) -> None:
         if self.stopped:
-            raise ActorStopped(f"{self.actor.kind}/{self.actor.key} has stopped")
+            raise ActorStopped(f"{self.kind}/{self.actor.key} has stopped")
         if self.mailbox.qsize() >= self.mailbox_size:
-            raise Overloaded(f"{self.actor.kind}/{self.actor.key}: mailbox full")
+            raise Overloaded(f"{self.kind}/{self.actor.key}: mailbox full")
         self.mailbox.put_nowait(envelope)
 
     async def run(self, predecessor: asyncio.Future[None] | None) -> None:
@@ -125,7 +126,7 @@ class _Cell:
             await self.actor.on_stop()
         finally:
             self._retire()
-            self._fail_pending(ActorStopped(f"{self.actor.kind}/{self.actor.key} stopped"))
+            self._fail_pending(ActorStopped(f"{self.kind}/{self.actor.key} stopped"))
             if not self.done.done():
                 self.done.set_result(None)
 
@@ -180,7 +181,7 @@ class _Cell:
         if isinstance(result, BaseException):
             self.last_error = repr(result)
             if envelope.reply_to is None:
-                log.warning("%s/%s: %r", self.actor.kind, self.actor.key, result)
+                log.warning("%s/%s: %r", self.kind, self.actor.key, result)
         future = envelope.reply_to
         if future is None or future.done():
             return
@@ -202,7 +203,7 @@ class _Cell:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "kind": self.actor.kind,
+            "kind": self.kind,
             "key": self.actor.key,
             "mailbox": self.mailbox.qsize(),
             "processed": self.processed,
@@ -219,7 +220,7 @@ class ActorRef:
     def __init__(self, system: ActorSystem, cell: _Cell) -> None:
         self._system = system
         self._cell = cell
-        self.kind = cell.actor.kind
+        self.kind = cell.kind
         self.key = cell.actor.key
 
     def tell(self, message: Any) -> None:
@@ -268,7 +269,7 @@ class ActorSystem:
             if self._closed:
                 raise Overloaded("the service is shutting down")
             factory = self._factories[kind]
-            cell = _Cell(self, factory(key), self.mailbox_size)
+            cell = _Cell(self, kind, factory(key), self.mailbox_size)
             self._cells[(kind, key)] = cell
             predecessor = self._stopping.get((kind, key))
             await self.scheduler.spawn(cell.run(predecessor), name=f"actor {kind}/{key}")
@@ -287,7 +288,7 @@ class ActorSystem:
         return cell.done
 
     def _forget(self, cell: _Cell) -> None:
-        key = (cell.actor.kind, cell.actor.key)
+        key = (cell.kind, cell.actor.key)
         if self._cells.get(key) is cell:
             del self._cells[key]
         self._stopping[key] = cell.done

@@ -1,0 +1,151 @@
+"""Pure logic: the brightness model, GCRA, the index, and the wire schemas."""
+
+from __future__ import annotations
+
+import pytest
+
+from starmap.errors import ValidationFailed
+from starmap.http.body import structure
+from starmap.http.schemas import StarIn, converter
+from starmap.index import StarIndex, decode_cursor, encode_cursor
+from starmap.ratelimit import gcra
+from starmap.stars import BBox, Brightness, Star, bucket, star_from_entity, star_to_entity
+
+MODEL = Brightness(half_life=3600.0, boost=20.0, floor=20.0)
+
+
+def star(sid: str, x: float = 0.0, y: float = 0.0, created: float = 0.0, **kw: object) -> Star:
+    fields: dict[str, object] = {"b0": 100.0, "t0": created, "likes": 0, "last_liked": created, **kw}
+    return Star(id=sid, x=x, y=y, message="m", created_at=created, **fields)  # type: ignore[arg-type]
+
+
+class TestBrightness:
+    def test_halves_every_half_life_down_to_the_floor(self) -> None:
+        assert MODEL.at(100, 0, 0) == 100
+        assert MODEL.at(100, 0, 3600) == pytest.approx(50)
+        assert MODEL.at(100, 0, 7200) == pytest.approx(25)
+        assert MODEL.at(100, 0, 36000) == 20  # floor
+
+    def test_a_like_boosts_from_now_and_caps_at_100(self) -> None:
+        assert MODEL.liked(100, 0, 3600) == pytest.approx(70)
+        assert MODEL.liked(90, 0, 0) == 100
+        assert MODEL.liked(50, 0, 0, count=2) == 90
+        assert MODEL.liked(50, 0, 0, count=3) == 100
+
+    def test_a_batch_equals_the_likes_one_by_one(self) -> None:
+        one_by_one = 30.0
+        for _ in range(4):
+            one_by_one = MODEL.liked(one_by_one, 10, 10)
+        assert MODEL.liked(30.0, 10, 10, count=4) == one_by_one
+
+    def test_a_clock_behind_t0_does_not_brighten(self) -> None:
+        assert MODEL.at(60, 100, 50) == 60
+
+
+class TestGcra:
+    def test_allows_limit_then_refuses_with_retry_after(self) -> None:
+        tat, now = 0.0, 1000.0
+        remaining = []
+        for _ in range(5):
+            verdict = gcra(tat, now, limit=5, period=60)
+            assert verdict.allowed
+            tat = verdict.tat
+            remaining.append(verdict.remaining)
+        assert remaining == [4, 3, 2, 1, 0]
+        refused = gcra(tat, now, limit=5, period=60)
+        assert not refused.allowed
+        assert refused.tat == tat
+        assert refused.retry_after == pytest.approx(12)
+        assert gcra(tat, now + 12, limit=5, period=60).allowed
+
+    def test_a_quiet_client_gets_its_whole_quota_back(self) -> None:
+        verdict = gcra(1060.0, 1120.0, limit=5, period=60)
+        assert verdict.allowed
+        assert verdict.remaining == 4
+
+
+class TestIndex:
+    def test_pages_in_creation_order_with_cursors(self) -> None:
+        index = StarIndex([star(f"s{i}", created=float(10 - i)) for i in range(10)])
+        seen, cursor = [], None
+        while True:
+            page, cursor = index.page(limit=3, cursor=cursor)
+            seen += [s.id for s in page]
+            if cursor is None:
+                break
+        assert seen == [f"s{i}" for i in range(9, -1, -1)]
+
+    def test_a_cursor_survives_the_deletion_of_its_star(self) -> None:
+        index = StarIndex([star(f"s{i}", created=float(i)) for i in range(5)])
+        page, cursor = index.page(limit=2)
+        index.remove(page[-1].id)
+        rest, _ = index.page(limit=10, cursor=cursor)
+        assert [s.id for s in rest] == ["s2", "s3", "s4"]
+
+    def test_bbox_keeps_the_stars_inside_edges_included(self) -> None:
+        points = {"a": (-1.0, -1.0), "b": (0.0, 0.0), "c": (0.5, 0.5), "d": (1.0, 1.0), "e": (0.51, 0.2)}
+        index = StarIndex([star(k, x, y, created=float(i)) for i, (k, (x, y)) in enumerate(points.items())])
+        assert [s.id for s in index.in_box(BBox(0, 0, 0.5, 0.5))] == ["b", "c"]
+        assert [s.id for s in index.in_box(BBox(-1, -1, 1, 1))] == ["a", "b", "c", "d", "e"]
+        page, cursor = index.page(limit=1, bbox=BBox(0, 0, 1, 1))
+        assert [s.id for s in page] == ["b"]
+        assert [s.id for s in index.page(limit=5, cursor=cursor, bbox=BBox(0, 0, 1, 1))[0]] == ["c", "d", "e"]
+
+    def test_add_replace_remove(self) -> None:
+        index = StarIndex()
+        index.add(star("a", 0.1, 0.1))
+        assert index.replace(star("a", 0.1, 0.1, likes=3))
+        assert not index.replace(star("zz"))
+        assert index.get("a") is not None and index.get("a").likes == 3  # type: ignore[union-attr]
+        assert index.remove("a") is not None
+        assert len(index) == 0
+        assert index.in_box(BBox(-1, -1, 1, 1)) == []
+
+    @pytest.mark.parametrize("cursor", ["!!", "bm90IGpzb24", encode_cursor((1.0, "x"))[:-3], "WzEsMl0"])
+    def test_a_foreign_cursor_is_a_validation_error(self, cursor: str) -> None:
+        with pytest.raises(ValidationFailed):
+            decode_cursor(cursor)
+
+
+def test_entities_round_trip_and_spread_over_buckets() -> None:
+    s = star("abc", 0.25, -0.5, created=12.5, user_id="u1", batches=("x1", "x2"))
+    assert star_from_entity(star_to_entity(s)) == s
+    assert len({bucket(f"id{i}") for i in range(1000)}) == 32
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"x": True, "y": 0, "message": "m"}, "x"),
+        ({"x": "0.5", "y": 0, "message": "m"}, "x"),
+        ({"x": 1.5, "y": 0, "message": "m"}, "x"),
+        ({"x": 0, "y": -1.01, "message": "m"}, "y"),
+        ({"x": 0, "y": None, "message": "m"}, "y"),
+        ({"x": 0, "message": "m"}, "y"),
+        ({"x": 0, "y": 0, "message": ""}, "message"),
+        ({"x": 0, "y": 0, "message": "é" * 281}, "message"),
+        ({"x": 0, "y": 0, "message": "bell\x07"}, "message"),
+        ({"x": 0, "y": 0, "message": "nul\x00"}, "message"),
+        ({"x": 0, "y": 0, "message": "c1\x85"}, "message"),
+        ({"x": 0, "y": 0, "message": "\ud800"}, "message"),
+        ({"x": 0, "y": 0, "message": 5}, "message"),
+        ({"x": 0, "y": 0, "message": "m", "brightness": 100.5}, "brightness"),
+        ({"x": 0, "y": 0, "message": "m", "brightness": -1}, "brightness"),
+        ({"x": 0, "y": 0, "message": "m", "id": "has space"}, "id"),
+        ({"x": 0, "y": 0, "message": "m", "id": "x" * 65}, "id"),
+        ({"x": 0, "y": 0, "message": "m", "id": "active"}, "id"),
+        ({"x": 0, "y": 0, "message": "m", "id": 7}, "id"),
+        ({"x": 0, "y": 0, "message": "m", "user_id": "a'b"}, "user_id"),
+    ],
+)
+def test_star_validation_names_the_field(body: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        structure(body, StarIn, converter)
+    assert list(caught.value.errors) == [field]
+
+
+def test_a_valid_star_body_with_all_limits() -> None:
+    body = {"x": -1, "y": 1.0, "message": "✨" * 280 + "", "brightness": 0, "id": "A-z_9", "extra": 1}
+    star_in = structure(body, StarIn, converter)
+    assert (star_in.x, star_in.y, star_in.brightness, star_in.id) == (-1.0, 1.0, 0.0, "A-z_9")
+    assert structure({"x": 0, "y": 0, "message": "line\n\ttab"}, StarIn, converter).brightness == 100.0

@@ -1,0 +1,351 @@
+"""The star lifecycle over real HTTP, on the embedded store and on Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from starmap.app import create_app
+from starmap.errors import StorageUnavailable
+from starmap.keys import HUB, STORE
+from starmap.settings import Settings
+from starmap.stars import STARS
+from starmap.storage import Entity, TableStore, open_store
+from starmap.users import USER_STARS, USERS
+
+from .conftest import MakeClient, MakeSettings
+
+Client = TestClient[web.Request, web.Application]
+MANY_LIKES = {"API_RATE_LIMIT_TIMES": "100000"}
+
+
+async def create(client: Client, **body: Any) -> dict[str, Any]:
+    answer = await client.post("/stars", json={"x": 0.1, "y": 0.2, "message": "hi", **body})
+    assert answer.status == 201, await answer.text()
+    star: dict[str, Any] = await answer.json()
+    return star
+
+
+async def stored_count(client: Client) -> int:
+    return await client.app[STORE].count(STARS)
+
+
+# -- create, read, list, delete ------------------------------------------------------
+
+
+async def test_create_then_get(client: Client) -> None:
+    answer = await client.post(
+        "/stars", json={"x": -0.5, "y": 0.75, "message": "first light", "brightness": 80}
+    )
+    assert answer.status == 201
+    star = await answer.json()
+    assert answer.headers["Location"] == f"/stars/{star['id']}"
+    assert set(star) == {
+        "id", "x", "y", "message", "brightness", "last_liked", "likes", "created_at", "user_id", "is_popular"
+    }  # fmt: skip
+    assert (star["x"], star["y"], star["message"], star["likes"], star["user_id"]) == (
+        -0.5,
+        0.75,
+        "first light",
+        0,
+        None,
+    )
+    assert 79.9 < star["brightness"] <= 80
+    assert star["last_liked"] == star["created_at"]
+    assert star["is_popular"] is False
+    got = await (await client.get(f"/stars/{star['id']}/")).json()
+    assert {k: v for k, v in got.items() if k != "brightness"} == {
+        k: v for k, v in star.items() if k != "brightness"
+    }
+    assert await stored_count(client) == 1
+
+
+async def test_client_chosen_id_and_duplicate_is_409(client: Client) -> None:
+    await create(client, id="sirius")
+    again = await client.post("/stars", json={"x": 0, "y": 0, "message": "again", "id": "sirius"})
+    assert again.status == 409
+    assert again.content_type == "application/problem+json"
+    assert (await (await client.get("/stars/sirius")).json())["message"] == "hi"
+
+
+async def test_unknown_star_is_404(client: Client) -> None:
+    for method, path in [("GET", "/stars/nope"), ("DELETE", "/stars/nope"), ("POST", "/stars/nope/like"),
+                         ("GET", "/stars/bad%20id"), ("POST", "/stars/a'b/like")]:  # fmt: skip
+        answer = await client.request(method, path)
+        assert answer.status == 404, (method, path)
+        assert answer.content_type == "application/problem+json"
+
+
+BAD_BODIES = [
+    ({"x": True, "y": 0, "message": "m"}, 422),
+    ({"x": "0", "y": 0, "message": "m"}, 422),
+    ({"x": 2, "y": 0, "message": "m"}, 422),
+    ({"x": 0, "y": 0, "message": ""}, 422),
+    ({"x": 0, "y": 0, "message": "x" * 281}, 422),
+    ({"x": 0, "y": 0, "message": "a\x1bb"}, 422),
+    ({"x": 0, "y": 0, "message": "m", "brightness": 101}, 422),
+    ({"x": 0, "y": 0, "message": "m", "id": "no/slash"}, 422),
+    ({"x": 0, "y": 0, "message": "m", "user_id": "ghost"}, 404),
+    ({"y": 0, "message": "m"}, 422),
+    ([1, 2], 400),
+    ("not json", 400),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), BAD_BODIES, ids=[str(i) for i in range(len(BAD_BODIES))])
+async def test_bad_input_is_refused_and_nothing_is_written(client: Client, body: object, status: int) -> None:
+    if isinstance(body, str):
+        answer = await client.post("/stars", data=body)
+    else:
+        answer = await client.post("/stars", json=body)
+    assert answer.status == status
+    assert answer.content_type == "application/problem+json"
+    assert await (await client.get("/stars")).json() == []
+    assert await stored_count(client) == 0
+
+
+async def test_list_pages_with_a_link_header(client: Client) -> None:
+    ids = [(await create(client, id=f"s{i}"))["id"] for i in range(7)]
+    assert [s["id"] for s in await (await client.get("/stars")).json()] == ids
+    seen: list[str] = []
+    url: str | None = "/stars?limit=3"
+    while url is not None:
+        answer = await client.get(url)
+        seen += [s["id"] for s in await answer.json()]
+        link = answer.headers.get("Link")
+        url = link[1 : link.index(">")] if link else None
+        assert link is None or link.endswith('rel="next"')
+    assert seen == ids
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=1001", "limit=x", "bbox=1,2,3", "bbox=0,0,-1,1", "bbox=a,b,c,d", "limit=2&cursor=zz"],
+)
+async def test_bad_list_parameters_are_422(client: Client, query: str) -> None:
+    answer = await client.get(f"/stars?{query}")
+    assert answer.status == 422
+    assert answer.content_type == "application/problem+json"
+
+
+async def test_bbox_keeps_the_viewport(client: Client) -> None:
+    await create(client, id="in", x=0.5, y=0.5)
+    await create(client, id="edge", x=0.0, y=0.0)
+    await create(client, id="out", x=-0.5, y=0.5)
+    inside = await (await client.get("/stars?bbox=0,0,1,1")).json()
+    assert [s["id"] for s in inside] == ["in", "edge"]
+
+
+async def test_batch_returns_the_stars_that_exist_in_the_order_asked(client: Client) -> None:
+    for sid in ("a", "b", "c"):
+        await create(client, id=sid)
+    answer = await client.get("/stars/batch/c,nope,a,a,bad%27id")
+    assert [s["id"] for s in await answer.json()] == ["c", "a"]
+    too_many = ",".join(f"i{i}" for i in range(101))
+    assert (await client.get(f"/stars/batch/{too_many}")).status == 422
+
+
+async def test_delete(client: Client) -> None:
+    await create(client, id="gone")
+    answer = await client.delete("/stars/gone")
+    assert (answer.status, await answer.json()) == (200, {"id": "gone", "status": "deleted"})
+    assert (await client.get("/stars/gone")).status == 404
+    assert (await client.post("/stars/gone/like")).status == 404
+    assert await stored_count(client) == 0
+    await create(client, id="gone")  # the id is free again, with fresh likes
+    assert (await (await client.post("/stars/gone/like")).json())["likes"] == 1
+
+
+# -- likes ------------------------------------------------------------------------------
+
+
+async def test_200_concurrent_likes_are_all_counted(make_client: MakeClient) -> None:
+    client = await make_client(**MANY_LIKES)
+    await create(client, id="vega")
+    answers = await asyncio.gather(*(client.post("/stars/vega/like") for _ in range(200)))
+    assert [a.status for a in answers] == [200] * 200
+    likes = [(await a.json())["likes"] for a in answers]
+    assert max(likes) == 200
+    star = await (await client.get("/stars/vega")).json()
+    assert star["likes"] == 200
+    stored = await client.app[STORE].get(STARS, *_key("vega"))
+    assert stored.entity["likes"] == 200
+    updates = [e for e in client.app[HUB].recent if e.type == "update"]
+    assert 1 <= len(updates) < 200  # conflated: one per flush, not one per like
+    assert updates[-1].data["likes"] == 200
+
+
+async def test_a_like_brightens_and_records_the_user(client: Client) -> None:
+    store: TableStore = client.app[STORE]
+    await store.insert(USERS, {"PartitionKey": _key("ada")[0], "RowKey": "ada", "name": "Ada"})
+    await create(client, id="deneb", brightness=50)
+    answer = await client.post("/stars/deneb/like", json={"user_id": "ada"})
+    body = await answer.json()
+    assert answer.status == 200
+    assert set(body) == {"id", "brightness", "last_liked", "likes"}
+    assert body["likes"] == 1
+    assert 69.9 < body["brightness"] <= 70
+    relation = await store.get(USER_STARS, "ada", "liked:deneb")
+    assert relation.entity["star_id"] == "deneb"
+    ghost = await client.post("/stars/deneb/like", json={"user_id": "ghost"})
+    assert ghost.status == 404
+    assert (await (await client.get("/stars/deneb")).json())["likes"] == 1
+
+
+async def test_a_star_placed_by_a_user_is_recorded(client: Client) -> None:
+    store: TableStore = client.app[STORE]
+    await store.insert(USERS, {"PartitionKey": _key("bob")[0], "RowKey": "bob", "name": "Bob"})
+    star = await create(client, id="altair", user_id="bob")
+    assert star["user_id"] == "bob"
+    assert (await store.get(USER_STARS, "bob", "placed:altair")).entity["star_id"] == "altair"
+
+
+@pytest.mark.parametrize("body", ["[1]", '{"user_id": 5}', '{"user_id": "a b"}'])
+async def test_a_bad_like_body_changes_nothing(client: Client, body: str) -> None:
+    await create(client, id="rigel")
+    answer = await client.post("/stars/rigel/like", data=body)
+    assert answer.status in (400, 422)
+    assert (await (await client.get("/stars/rigel")).json())["likes"] == 0
+
+
+# -- rate limits --------------------------------------------------------------------------
+
+
+async def test_the_sixth_like_in_a_minute_is_429(client: Client) -> None:
+    await create(client, id="polaris")
+    statuses = []
+    for _ in range(6):
+        answer = await client.post("/stars/polaris/like")
+        statuses.append(answer.status)
+        assert answer.headers["RateLimit-Limit"] == "5"
+    assert statuses == [200] * 5 + [429]
+    assert answer.content_type == "application/problem+json"
+    assert 1 <= int(answer.headers["Retry-After"]) <= 12
+    assert answer.headers["RateLimit-Remaining"] == "0"
+    assert (await (await client.get("/stars/polaris")).json())["likes"] == 5
+
+
+async def test_forwarded_for_is_ignored_unless_trusted(make_client: MakeClient) -> None:
+    untrusted = await make_client()
+    await create(untrusted, id="mira")
+    statuses = [
+        (await untrusted.post("/stars/mira/like", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status
+        for i in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+
+    trusted = await make_client(API_TRUST_FORWARDED_FOR="true")
+    for _ in range(5):
+        assert (
+            await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "203.0.113.9"})
+        ).status == 200
+    assert (
+        await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+    ).status == 429
+    other = await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert other.status == 200  # another client is unaffected
+
+
+# -- durability ------------------------------------------------------------------------------
+
+
+async def test_restart_keeps_stars_likes_and_brightness(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
+) -> None:
+    settings = make_settings(**MANY_LIKES)
+    first = await aiohttp_client(create_app(settings))
+    for sid, x in (("a", -0.5), ("b", 0.5)):
+        await create(first, id=sid, x=x, brightness=40)
+    for _ in range(3):
+        await first.post("/stars/b/like")
+    before = {s["id"]: s for s in await (await first.get("/stars")).json()}
+    await first.close()
+
+    second = await aiohttp_client(create_app(settings))
+    after = {s["id"]: s for s in await (await second.get("/stars")).json()}
+    assert set(after) == {"a", "b"}
+    assert after["b"]["likes"] == 3
+    for sid in ("a", "b"):
+        assert after[sid]["brightness"] == pytest.approx(before[sid]["brightness"], abs=0.01)
+        assert after[sid]["created_at"] == before[sid]["created_at"]
+    assert [s["id"] for s in await (await second.get("/stars?bbox=0,-1,1,1")).json()] == ["b"]
+    assert (await (await second.post("/stars/b/like")).json())["likes"] == 4
+
+
+class FaultyStore:
+    """The real store, with writes to one table failing while ``failing`` is set."""
+
+    def __init__(self, inner: TableStore) -> None:
+        self.inner = inner
+        self.failing = False
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update(self, table: str, entity: Entity, etag: str) -> str:
+        if self.failing and table == STARS:
+            self.refused += 1
+            raise StorageUnavailable("injected: the table store is down")
+        return await self.inner.update(table, entity, etag)
+
+
+async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
+) -> None:
+    faulty: list[FaultyStore] = []
+
+    def factory(settings: Settings) -> TableStore:
+        faulty.append(FaultyStore(open_store(settings)))
+        return faulty[-1]
+
+    settings = make_settings(LIKE_WRITE_DEADLINE="0.3", **MANY_LIKES)
+    client = await aiohttp_client(create_app(settings, store_factory=factory))
+    await create(client, id="antares")
+    assert (await (await client.post("/stars/antares/like")).json())["likes"] == 1
+    events_before = len(client.app[HUB].recent)
+
+    faulty[0].failing = True
+    answers = await asyncio.gather(*(client.post("/stars/antares/like") for _ in range(20)))
+    assert [a.status for a in answers] == [503] * 20
+    assert all(a.headers["Retry-After"] for a in answers)
+    assert all(a.content_type == "application/problem+json" for a in answers)
+    assert faulty[0].refused >= 1
+    assert (await (await client.get("/stars/antares")).json())["likes"] == 1
+    assert (await faulty[0].inner.get(STARS, *_key("antares"))).entity["likes"] == 1
+    assert len(client.app[HUB].recent) == events_before  # no event for what did not happen
+
+    faulty[0].failing = False
+    assert (await (await client.post("/stars/antares/like")).json())["likes"] == 2
+
+
+# -- active and popular ------------------------------------------------------------------------
+
+
+async def test_active_and_popular(make_client: MakeClient) -> None:
+    client = await make_client(REDIS_POPULARITY_THRESHOLD="3", **MANY_LIKES)
+    await create(client, id="dim", brightness=10)
+    await create(client, id="hot", brightness=30)
+    await create(client, id="warm", brightness=50)
+    for _ in range(4):
+        await client.post("/stars/hot/like")
+    await client.post("/stars/warm/like")
+    active = await (await client.get("/stars/active")).json()
+    assert [s["id"] for s in active] == ["hot", "warm", "dim"]  # brightest first
+    popular = await (await client.get("/stars/popular")).json()
+    assert [(s["id"], s["is_popular"]) for s in popular] == [("hot", True)]
+    listed = {s["id"]: s["is_popular"] for s in await (await client.get("/stars")).json()}
+    assert listed == {"dim": False, "hot": True, "warm": False}
+    last_update = [e for e in client.app[HUB].recent if e.type == "update"][-1]
+    assert last_update.data["id"] == "warm"
+
+
+def _key(star_id: str) -> tuple[str, str]:
+    from starmap.stars import bucket
+
+    return bucket(star_id), star_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiohttp import web
@@ -14,7 +15,7 @@ from starmap.app import create_app
 from starmap.settings import Settings, load_settings
 from starmap.storage import TABLES, TableStore, open_store
 
-from .rig import Azurite, RedisServer, StarmapProcess
+from .rig import Azurite, RedisServer, Service, StarmapProcess
 
 BACKENDS = ("sqlite", "azurite")
 
@@ -23,20 +24,26 @@ MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 MakeProcess = Callable[..., StarmapProcess]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+S = TypeVar("S", bound=Service)
+
+
+def _serve(kind: type[S], tmp_path_factory: pytest.TempPathFactory) -> Iterator[S]:
+    server = kind(tmp_path_factory.mktemp(kind.name))
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session, on a free port."""
+    yield from _serve(RedisServer, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    server = Azurite(tmp_path_factory.mktemp("azurite"))
-    server.start()
-    yield server
-    server.stop()
+    """One real Azurite table service for the session (tests use their own tables)."""
+    yield from _serve(Azurite, tmp_path_factory)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -349,3 +349,48 @@ def _key(star_id: str) -> tuple[str, str]:
     from starmap.stars import bucket
 
     return bucket(star_id), star_id
+
+
+class LostAnswerStore(FaultyStore):
+    """Writes land, but the first answer is lost: the outcome looks unknown (a timeout)."""
+
+    async def update(self, table: str, entity: Entity, etag: str) -> str:
+        new_etag = await self.inner.update(table, entity, etag)
+        if self.failing and table == STARS:
+            self.failing = False
+            self.refused += 1
+            raise StorageUnavailable("injected: the answer was lost after the write")
+        return new_etag
+
+
+async def test_a_write_whose_answer_was_lost_is_not_counted_twice(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
+) -> None:
+    stores: list[LostAnswerStore] = []
+
+    def factory(settings: Settings) -> TableStore:
+        stores.append(LostAnswerStore(open_store(settings)))
+        return stores[-1]
+
+    client = await aiohttp_client(create_app(make_settings(**MANY_LIKES), store_factory=factory))
+    await create(client, id="capella")
+    stores[0].failing = True
+    answer = await client.post("/stars/capella/like")
+    assert answer.status == 200
+    assert stores[0].refused == 1
+    assert (await answer.json())["likes"] == 1
+    assert (await stores[0].inner.get(STARS, *_key("capella"))).entity["likes"] == 1
+    assert (await (await client.post("/stars/capella/like")).json())["likes"] == 2
+
+
+async def test_two_replicas_liking_one_star_lose_nothing(make_client: MakeClient) -> None:
+    """Two apps on one store: their writes conflict on the ETag, re-read and re-apply."""
+    a = await make_client(**MANY_LIKES)
+    b = await make_client(**MANY_LIKES)
+    await create(a, id="castor")
+    answers = await asyncio.gather(
+        *(client.post("/stars/castor/like") for _ in range(60) for client in (a, b))
+    )
+    assert [r.status for r in answers] == [200] * 120
+    stored = await a.app[STORE].get(STARS, *_key("castor"))
+    assert stored.entity["likes"] == 120

@@ -71,7 +71,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 async def _actors(app: web.Application) -> AsyncIterator[None]:
     """The actors, the hub they publish to; the star index is loaded before serving."""
     settings = app[SETTINGS]
-    app[HUB] = Hub()
+    app[HUB] = Hub(buffer_size=settings.sse.replay_buffer, subscriber_queue=settings.sse.subscriber_queue)
     app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
     actors = await Actors.start(settings, store=app[STORE], publisher=app[HUB], scheduler=app[SCHEDULER])
     app[ACTORS] = actors

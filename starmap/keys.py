@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Final
 
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse
 from aiojobs import Scheduler
 
 from .actors import Actors
@@ -13,7 +15,7 @@ from .settings import Settings
 from .stars import Brightness
 from .storage import TableStore
 
-__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "SCHEDULER", "SETTINGS", "STORE")
+__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "SCHEDULER", "SETTINGS", "STORE", "STREAMS")
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 STORE: Final = web.AppKey("store", TableStore)
@@ -21,3 +23,5 @@ SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 HUB: Final = web.AppKey("hub", Hub)
 ACTORS: Final = web.AppKey("actors", Actors)
 BRIGHTNESS: Final = web.AppKey("brightness", Brightness)
+# Open event streams (weak: a finished stream leaves by itself).
+STREAMS: Final[web.AppKey[weakref.WeakSet[EventSourceResponse]]] = web.AppKey("streams")

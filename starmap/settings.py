@@ -125,6 +125,11 @@ class SseSettings:
     ping_interval: PositiveFloat = env("SSE_PING_INTERVAL", 15.0)
     retry_ms: PositiveInt = env("SSE_RETRY_MS", 3000)
     subscriber_queue: PositiveInt = env("SSE_SUBSCRIBER_QUEUE", 1000)
+    replay_buffer: PositiveInt = env("SSE_REPLAY_BUFFER", 10_000)
+    # Over this many open streams a new one gets a `retry:` hint and is closed.
+    max_streams: PositiveInt = env("SSE_MAX_STREAMS", 20_000)
+    # A write to a stream that takes longer than this aborts the connection.
+    send_timeout: PositiveFloat = env("SSE_SEND_TIMEOUT", 30.0)
 
 
 @attrs.frozen

@@ -8,7 +8,7 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import health, stars
+from . import health, sse, stars
 
 __all__ = ("add_route", "setup_cors", "setup_routes")
 
@@ -43,6 +43,10 @@ def setup_routes(app: web.Application) -> None:
     add_route(app, "GET", "/stars/{id}", stars.get_star)
     add_route(app, "DELETE", "/stars/{id}", stars.delete_star)
     add_route(app, "POST", "/stars/{id}/like", stars.like_star)
+    add_route(app, "GET", "/events/stars/stream", sse.stars_stream)
+    add_route(app, "GET", "/events/users/stream", sse.users_stream)
+    add_route(app, "GET", "/events/stream", sse.combined_stream)
+    sse.setup_sse(app)
 
 
 def setup_cors(app: web.Application, origins: Sequence[str]) -> None:

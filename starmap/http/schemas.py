@@ -14,7 +14,9 @@ from typing import Final, NewType
 import attrs
 import cattrs
 
-__all__ = ("RESERVED_IDS", "LikeIn", "StarIn", "check_id", "converter")
+from ..errors import ValidationFailed
+
+__all__ = ("RESERVED_IDS", "LikeIn", "StarIn", "check_id", "check_topics", "converter")
 
 EntityId = NewType("EntityId", str)
 Coordinate = NewType("Coordinate", float)
@@ -51,6 +53,17 @@ def check_id(value: object) -> str:
     if value in RESERVED_IDS:
         raise ValueError(f"{value!r} is reserved")
     return value
+
+
+def check_topics(raw: str) -> frozenset[str]:
+    """A ``topics`` query value: comma-separated names of known topics."""
+    from ..events import TOPICS
+
+    topics = frozenset(t.strip() for t in raw.split(",") if t.strip())
+    unknown = topics - set(TOPICS)
+    if not topics or unknown:
+        raise ValidationFailed({"topics": f"must be a comma-separated subset of {', '.join(TOPICS)}"})
+    return topics
 
 
 def _message(value: object) -> str:

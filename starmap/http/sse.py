@@ -1,0 +1,105 @@
+"""Server-Sent Events: the live streams, with exact resume, written by aiohttp-sse.
+
+A stream is a hub subscription: its replay (what the client missed after
+``Last-Event-ID``) is written first, then live frames. Frames are the hub's
+pre-serialised bytes, the same object for every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from typing import Final
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from ..events import TOPICS, Subscription
+from ..keys import HUB, SETTINGS, STREAMS
+from .schemas import check_topics
+
+__all__ = ("combined_stream", "setup_sse", "stars_stream", "users_stream")
+
+log = logging.getLogger(__name__)
+
+SEP: Final = "\r\n"
+
+
+def _retry(ms: int) -> bytes:
+    return f"retry: {ms}{SEP}{SEP}".encode()
+
+
+async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamResponse:
+    settings = request.config_dict[SETTINGS].sse
+    hub = request.config_dict[HUB]
+    streams = request.config_dict[STREAMS]
+    if len(streams) >= settings.max_streams:
+        # 200, not 503: an EventSource gives up for good on any other status.
+        busy = web.Response(body=_retry(settings.retry_ms * 5), content_type="text/event-stream")
+        busy.headers["Cache-Control"] = "no-cache"
+        return busy
+    last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    sub = hub.subscribe(topics, last_id)
+    response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
+    try:
+        await response.prepare(request)
+        streams.add(response)
+        sub.on_drop = lambda: _abort(request)
+        await _pump(response, sub, _retry(settings.retry_ms), settings.send_timeout)
+    except (ConnectionResetError, TimeoutError):
+        pass  # the client went away, or stalled and was cut off
+    finally:
+        hub.unsubscribe(sub)
+        sub.close()
+    return response
+
+
+async def _pump(response: EventSourceResponse, sub: Subscription, first: bytes, send_timeout: float) -> None:
+    """Write the retry hint, the replay, then live frames until the subscription ends."""
+
+    async def write(payload: bytes) -> None:
+        async with asyncio.timeout(send_timeout):  # a stalled client is cut off, not waited on
+            await response.write(payload)
+
+    await write(first)
+    replay, sub.replay = sub.replay, []
+    for payload in replay:
+        await write(payload)
+    while (live := await sub.next()) is not None:
+        await write(live)
+
+
+def _abort(request: web.Request) -> None:
+    """Cut a subscriber that fell behind: its pending write may never drain."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def stars_stream(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, frozenset({"stars"}))
+
+
+async def users_stream(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, frozenset({"users"}))
+
+
+async def combined_stream(request: web.Request) -> web.StreamResponse:
+    """``?topics=stars,users`` (default: every topic): one connection per browser tab."""
+    raw = request.query.get("topics")
+    topics = check_topics(raw) if raw is not None else frozenset(TOPICS)
+    return await _stream(request, topics)
+
+
+async def _close_streams(app: web.Application) -> None:
+    """On shutdown: every stream gets a jittered ``retry:`` and ends, so clients spread out."""
+    retry_ms = app[SETTINGS].sse.retry_ms
+    closed = app[HUB].close_all(lambda: _retry(int(retry_ms * random.uniform(1.0, 3.0))))  # noqa: S311
+    if closed:
+        log.info("closing %d event streams", closed)
+
+
+def setup_sse(app: web.Application) -> None:
+    app[STREAMS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_streams)

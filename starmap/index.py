@@ -1,4 +1,4 @@
-"""The registry's in-memory index: id → star, a stable order, and a spatial grid.
+"""The registries' in-memory indexes: id → entity in a stable order, plus a grid for stars.
 
 Lists and viewports are answered from here, never by scanning storage.
 """
@@ -11,16 +11,28 @@ import bisect
 import json
 import math
 from collections.abc import Iterable, Iterator
-from typing import Final
+from typing import Final, Generic, Protocol, TypeVar
 
 from .errors import ValidationFailed
 from .stars import BBox, Star
 
-__all__ = ("StarIndex", "decode_cursor", "encode_cursor")
+__all__ = ("OrderedIndex", "StarIndex", "decode_cursor", "encode_cursor")
 
 GRID: Final = 32  # cells per axis over [-1, 1]
 
 OrderKey = tuple[float, str]
+Page = tuple[list[OrderKey], str | None]
+
+
+class Ordered(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+
+T = TypeVar("T", bound=Ordered)
 
 
 def encode_cursor(key: OrderKey) -> str:
@@ -29,66 +41,105 @@ def encode_cursor(key: OrderKey) -> str:
 
 def decode_cursor(cursor: str) -> OrderKey:
     try:
-        created_at, star_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(star_id, str) or not isinstance(created_at, int | float):
+        created_at, entity_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(entity_id, str) or not isinstance(created_at, int | float):
             raise ValueError
-        return float(created_at), star_id
+        return float(created_at), entity_id
     except (ValueError, TypeError, binascii.Error):
         raise ValidationFailed({"cursor": "not a cursor this service made"}) from None
+
+
+def _key(item: Ordered) -> OrderKey:
+    return item.created_at, item.id
+
+
+def paginate(
+    keys: list[OrderKey], limit: int | None, cursor: str | None
+) -> tuple[list[OrderKey], str | None]:
+    """The keys of one page of sorted ``keys`` after ``cursor``, and the next cursor."""
+    start = 0 if cursor is None else bisect.bisect_right(keys, decode_cursor(cursor))
+    end = len(keys) if limit is None else min(len(keys), start + limit)
+    chosen = keys[start:end]
+    return chosen, (encode_cursor(chosen[-1]) if end < len(keys) and chosen else None)
+
+
+class OrderedIndex(Generic[T]):
+    """Entities by id, ordered by (created_at, id): oldest first, a stable cursor."""
+
+    __slots__ = ("_by_id", "_order")
+
+    def __init__(self, items: Iterable[T] = ()) -> None:
+        self._by_id: dict[str, T] = {i.id: i for i in items}
+        self._order: list[OrderKey] = sorted(_key(i) for i in self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, entity_id: object) -> bool:
+        return entity_id in self._by_id
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._by_id[eid] for _, eid in self._order)
+
+    def get(self, entity_id: str) -> T | None:
+        return self._by_id.get(entity_id)
+
+    def add(self, item: T) -> None:
+        if item.id in self._by_id:
+            self.remove(item.id)
+        self._by_id[item.id] = item
+        bisect.insort(self._order, _key(item))
+
+    def replace(self, item: T) -> bool:
+        """Swap in a newer state of an entity already indexed (its order does not change)."""
+        if item.id not in self._by_id:
+            return False
+        self._by_id[item.id] = item
+        return True
+
+    def remove(self, entity_id: str) -> T | None:
+        item = self._by_id.pop(entity_id, None)
+        if item is not None:
+            key = _key(item)
+            i = bisect.bisect_left(self._order, key)
+            if i < len(self._order) and self._order[i] == key:
+                del self._order[i]
+        return item
+
+    def page(self, *, limit: int | None = None, cursor: str | None = None) -> tuple[list[T], str | None]:
+        """One page after ``cursor``; the next cursor while more remain."""
+        return self._page(self._order, limit, cursor)
+
+    def _page(
+        self, keys: list[OrderKey], limit: int | None, cursor: str | None
+    ) -> tuple[list[T], str | None]:
+        chosen, next_cursor = paginate(keys, limit, cursor)
+        return [self._by_id[eid] for _, eid in chosen], next_cursor
 
 
 def _cell(v: float) -> int:
     return min(GRID - 1, max(0, math.floor((v + 1.0) / 2.0 * GRID)))
 
 
-class StarIndex:
-    """Stars by id, ordered by (created_at, id), bucketed in a grid for viewports."""
+class StarIndex(OrderedIndex[Star]):
+    """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells."""
 
-    __slots__ = ("_by_id", "_grid", "_order")
+    __slots__ = ("_grid",)
 
     def __init__(self, stars: Iterable[Star] = ()) -> None:
-        self._by_id: dict[str, Star] = {}
-        self._order: list[OrderKey] = []
+        super().__init__(stars)
         self._grid: dict[tuple[int, int], set[str]] = {}
-        for star in stars:
-            self._by_id[star.id] = star
+        for star in self:
             self._grid.setdefault((_cell(star.x), _cell(star.y)), set()).add(star.id)
-        self._order = sorted((s.created_at, s.id) for s in self._by_id.values())
 
-    def __len__(self) -> int:
-        return len(self._by_id)
+    def add(self, item: Star) -> None:
+        super().add(item)
+        self._grid.setdefault((_cell(item.x), _cell(item.y)), set()).add(item.id)
 
-    def __contains__(self, star_id: object) -> bool:
-        return star_id in self._by_id
-
-    def __iter__(self) -> Iterator[Star]:
-        return (self._by_id[sid] for _, sid in self._order)
-
-    def get(self, star_id: str) -> Star | None:
-        return self._by_id.get(star_id)
-
-    def add(self, star: Star) -> None:
-        if star.id in self._by_id:
-            self.remove(star.id)
-        self._by_id[star.id] = star
-        bisect.insort(self._order, (star.created_at, star.id))
-        self._grid.setdefault((_cell(star.x), _cell(star.y)), set()).add(star.id)
-
-    def replace(self, star: Star) -> bool:
-        """Swap in a newer state of a star already indexed (same place, same order)."""
-        if star.id not in self._by_id:
-            return False
-        self._by_id[star.id] = star
-        return True
-
-    def remove(self, star_id: str) -> Star | None:
-        star = self._by_id.pop(star_id, None)
+    def remove(self, entity_id: str) -> Star | None:
+        star = super().remove(entity_id)
         if star is not None:
-            key = (star.created_at, star.id)
-            i = bisect.bisect_left(self._order, key)
-            if i < len(self._order) and self._order[i] == key:
-                del self._order[i]
-            self._grid[(_cell(star.x), _cell(star.y))].discard(star_id)
+            self._grid[(_cell(star.x), _cell(star.y))].discard(entity_id)
         return star
 
     def in_box(self, box: BBox) -> list[Star]:
@@ -100,23 +151,12 @@ class StarIndex:
                     star = self._by_id[sid]
                     if box.contains(star.x, star.y):
                         found.append(star)
-        found.sort(key=lambda s: (s.created_at, s.id))
+        found.sort(key=_key)
         return found
 
     def page(
         self, *, limit: int | None = None, cursor: str | None = None, bbox: BBox | None = None
     ) -> tuple[list[Star], str | None]:
-        """One page in (created_at, id) order after ``cursor``; the next cursor, if more remain."""
-        after = decode_cursor(cursor) if cursor else None
-        if bbox is not None:
-            stars = self.in_box(bbox)
-            start = 0 if after is None else bisect.bisect_right([(s.created_at, s.id) for s in stars], after)
-            chosen = stars[start:] if limit is None else stars[start : start + limit]
-            more = limit is not None and start + limit < len(stars)
-        else:
-            start = 0 if after is None else bisect.bisect_right(self._order, after)
-            keys = self._order[start:] if limit is None else self._order[start : start + limit]
-            chosen = [self._by_id[sid] for _, sid in keys]
-            more = limit is not None and start + limit < len(self._order)
-        next_cursor = encode_cursor((chosen[-1].created_at, chosen[-1].id)) if more and chosen else None
-        return chosen, next_cursor
+        if bbox is None:
+            return super().page(limit=limit, cursor=cursor)
+        return self._page([_key(s) for s in self.in_box(bbox)], limit, cursor)

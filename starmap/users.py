@@ -1,23 +1,92 @@
-"""Where users and the user ↔ star relations live in the table store."""
+"""Users, their unique e-mail claims and the user ↔ star relations in the table store.
+
+- ``Users``: ``PartitionKey = bucket(id)``, ``RowKey = id``.
+- ``Emails``: ``PartitionKey = bucket(key)``, ``RowKey = key`` where ``key`` is the
+  normalised address (trimmed, lower-case, percent-encoded where Azure refuses a
+  character): an insert-if-absent claim makes an address unique without a scan.
+- ``UserStars``: ``PartitionKey = user_id``, ``RowKey = relation:star_id``: one
+  partition lists a user's stars.
+"""
 
 from __future__ import annotations
 
+import urllib.parse
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
+
+import attrs
 
 from .errors import NotFound
 from .stars import bucket
 from .storage import TableStore
 
-__all__ = ("USERS", "USER_STARS", "Relation", "relation_entity", "require_user")
+__all__ = (
+    "EMAILS",
+    "USERS",
+    "USER_STARS",
+    "Relation",
+    "User",
+    "claim_entity",
+    "email_key",
+    "relation_entity",
+    "require_user",
+    "user_from_entity",
+    "user_to_entity",
+)
 
 USERS: Final = "Users"
+EMAILS: Final = "Emails"
 USER_STARS: Final = "UserStars"
 
 Relation = Literal["placed", "liked"]
+RELATIONS: Final = ("placed", "liked")
+
+
+@attrs.frozen(slots=True)
+class User:
+    id: str
+    name: str
+    email: str
+    created_at: float
+
+    @property
+    def email_key(self) -> str:
+        return email_key(self.email)
+
+    def to_json(self) -> dict[str, Any]:
+        created = datetime.fromtimestamp(self.created_at, UTC).isoformat().replace("+00:00", "Z")
+        return {"id": self.id, "name": self.name, "email": self.email, "created_at": created}
+
+
+def email_key(address: str) -> str:
+    """The claim key of an address: trimmed, lower-case, safe as an Azure RowKey."""
+    return urllib.parse.quote(address.strip().lower(), safe="@.+-_!$&'*=^`{|}~")
+
+
+def user_to_entity(user: User) -> dict[str, Any]:
+    return {
+        "PartitionKey": bucket(user.id),
+        "RowKey": user.id,
+        "name": user.name,
+        "email": user.email,
+        "created_at": float(user.created_at),
+    }
+
+
+def user_from_entity(entity: dict[str, Any]) -> User:
+    return User(
+        id=str(entity["RowKey"]),
+        name=str(entity["name"]),
+        email=str(entity["email"]),
+        created_at=float(entity["created_at"]),
+    )
+
+
+def claim_entity(key: str, user_id: str, at: float) -> dict[str, Any]:
+    return {"PartitionKey": bucket(key), "RowKey": key, "user_id": user_id, "claimed_at": at}
 
 
 def relation_entity(user_id: str, relation: Relation, star_id: str, at: float) -> dict[str, Any]:
-    """``PartitionKey = user_id``, ``RowKey = relation:star_id``: one partition lists a user's stars."""
     return {"PartitionKey": user_id, "RowKey": f"{relation}:{star_id}", "star_id": star_id, "at": at}
 
 

@@ -11,14 +11,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from starmap.app import create_app
-from starmap.errors import StorageUnavailable
 from starmap.keys import HUB, STORE
-from starmap.settings import Settings
 from starmap.stars import STARS
-from starmap.storage import Entity, TableStore, open_store
+from starmap.storage import TableStore
 from starmap.users import USER_STARS, USERS
 
 from .conftest import MakeClient, MakeSettings
+from .faults import faulty_factory
 
 Client = TestClient[web.Request, web.Application]
 MANY_LIKES = {"API_RATE_LIMIT_TIMES": "100000"}
@@ -277,40 +276,17 @@ async def test_restart_keeps_stars_likes_and_brightness(
     assert (await (await second.post("/stars/b/like")).json())["likes"] == 4
 
 
-class FaultyStore:
-    """The real store, with writes to one table failing while ``failing`` is set."""
-
-    def __init__(self, inner: TableStore) -> None:
-        self.inner = inner
-        self.failing = False
-        self.refused = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def update(self, table: str, entity: Entity, etag: str) -> str:
-        if self.failing and table == STARS:
-            self.refused += 1
-            raise StorageUnavailable("injected: the table store is down")
-        return await self.inner.update(table, entity, etag)
-
-
 async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
     aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
 ) -> None:
-    faulty: list[FaultyStore] = []
-
-    def factory(settings: Settings) -> TableStore:
-        faulty.append(FaultyStore(open_store(settings)))
-        return faulty[-1]
-
+    faulty, factory = faulty_factory()
     settings = make_settings(LIKE_WRITE_DEADLINE="0.3", **MANY_LIKES)
     client = await aiohttp_client(create_app(settings, store_factory=factory))
     await create(client, id="antares")
     assert (await (await client.post("/stars/antares/like")).json())["likes"] == 1
     events_before = len(client.app[HUB].recent)
 
-    faulty[0].failing = True
+    faulty[0].down.add(("update", STARS))
     answers = await asyncio.gather(*(client.post("/stars/antares/like") for _ in range(20)))
     assert [a.status for a in answers] == [503] * 20
     assert all(a.headers["Retry-After"] for a in answers)
@@ -320,7 +296,7 @@ async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
     assert (await faulty[0].inner.get(STARS, *_key("antares"))).entity["likes"] == 1
     assert len(client.app[HUB].recent) == events_before  # no event for what did not happen
 
-    faulty[0].failing = False
+    faulty[0].down.clear()
     assert (await (await client.post("/stars/antares/like")).json())["likes"] == 2
 
 
@@ -351,30 +327,13 @@ def _key(star_id: str) -> tuple[str, str]:
     return bucket(star_id), star_id
 
 
-class LostAnswerStore(FaultyStore):
-    """Writes land, but the first answer is lost: the outcome looks unknown (a timeout)."""
-
-    async def update(self, table: str, entity: Entity, etag: str) -> str:
-        new_etag = await self.inner.update(table, entity, etag)
-        if self.failing and table == STARS:
-            self.failing = False
-            self.refused += 1
-            raise StorageUnavailable("injected: the answer was lost after the write")
-        return new_etag
-
-
 async def test_a_write_whose_answer_was_lost_is_not_counted_twice(
     aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
 ) -> None:
-    stores: list[LostAnswerStore] = []
-
-    def factory(settings: Settings) -> TableStore:
-        stores.append(LostAnswerStore(open_store(settings)))
-        return stores[-1]
-
+    stores, factory = faulty_factory()
     client = await aiohttp_client(create_app(make_settings(**MANY_LIKES), store_factory=factory))
     await create(client, id="capella")
-    stores[0].failing = True
+    stores[0].lost.add(("update", STARS))
     answer = await client.post("/stars/capella/like")
     assert answer.status == 200
     assert stores[0].refused == 1

@@ -14,7 +14,7 @@ from ..events import Publisher
 from ..settings import Settings
 from ..stars import Brightness
 from ..storage import TableStore
-from . import likes, popularity, ratelimit, registry
+from . import likes, popularity, ratelimit, registry, users
 from .messages import Forget
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
 
@@ -27,6 +27,7 @@ class Actors:
     registry: ActorRef
     popularity: ActorRef
     rate_limiter: ActorRef
+    users: ActorRef
 
     @classmethod
     async def start(
@@ -78,8 +79,11 @@ class Actors:
             ),
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
-        actors = cls(system, reg, pop, limiter)
+        system.register(users.KIND, lambda key: users.UserRegistry(key, store=store, publisher=publisher))
+        user_registry = await system.get(users.KIND, users.KEY)
+        actors = cls(system, reg, pop, limiter, user_registry)
         await reg.ask(registry.Ready())
+        await user_registry.ask(users.ListUsers(limit=1))  # its index is loaded too
         return actors
 
     async def like_counter(self, star_id: str) -> ActorRef:
@@ -87,4 +91,4 @@ class Actors:
 
     async def stop(self) -> None:
         """Drain: like counters finish their batches before the actors they report to stop."""
-        await self.system.stop([likes.KIND, registry.KIND, popularity.KIND, ratelimit.KIND])
+        await self.system.stop([likes.KIND, registry.KIND, users.KIND, popularity.KIND, ratelimit.KIND])

@@ -8,7 +8,7 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import health, sse, stars
+from . import health, sse, stars, users
 
 __all__ = ("add_route", "setup_cors", "setup_routes")
 
@@ -43,6 +43,12 @@ def setup_routes(app: web.Application) -> None:
     add_route(app, "GET", "/stars/{id}", stars.get_star)
     add_route(app, "DELETE", "/stars/{id}", stars.delete_star)
     add_route(app, "POST", "/stars/{id}/like", stars.like_star)
+    add_route(app, "GET", "/users", users.list_users)
+    add_route(app, "POST", "/users", users.create_user)
+    add_route(app, "GET", "/users/{id}", users.get_user)
+    add_route(app, "PUT", "/users/{id}", users.update_user)
+    add_route(app, "DELETE", "/users/{id}", users.delete_user)
+    add_route(app, "GET", "/users/{id}/stars", users.user_stars)
     add_route(app, "GET", "/events/stars/stream", sse.stars_stream)
     add_route(app, "GET", "/events/users/stream", sse.users_stream)
     add_route(app, "GET", "/events/stream", sse.combined_stream)

@@ -16,12 +16,20 @@ import cattrs
 
 from ..errors import ValidationFailed
 
-__all__ = ("RESERVED_IDS", "LikeIn", "StarIn", "check_id", "check_topics", "converter")
+__all__ = ("RESERVED_IDS", "LikeIn", "StarIn", "UserIn", "check_id", "check_topics", "converter")
 
 EntityId = NewType("EntityId", str)
 Coordinate = NewType("Coordinate", float)
 Message = NewType("Message", str)
 BrightnessValue = NewType("BrightnessValue", float)
+Name = NewType("Name", str)
+Email = NewType("Email", str)
+
+MIN_NAME: Final = 2
+MAX_NAME: Final = 100
+MAX_EMAIL: Final = 254
+# One @, a local part without spaces, a dotted domain of non-empty labels.
+EMAIL: Final = re.compile(r"[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_MESSAGE: Final = 280
@@ -91,6 +99,33 @@ class StarIn:
     id: EntityId | None = None
 
 
+def _name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_json_type(value)}")
+    if not (len(value.strip()) >= MIN_NAME and len(value) <= MAX_NAME):
+        raise ValueError(f"must be {MIN_NAME} to {MAX_NAME} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_json_type(value)}")
+    address = value.strip()
+    if not EMAIL.fullmatch(address) or len(address) > MAX_EMAIL or len(address.partition("@")[0]) > 64:
+        raise ValueError("must be an e-mail address like name@example.org")
+    return address
+
+
+@attrs.frozen
+class UserIn:
+    """The body of ``POST /users`` and ``PUT /users/{id}`` (both fields required)."""
+
+    name: Name
+    email: Email
+
+
 @attrs.frozen
 class LikeIn:
     """The optional body of ``POST /stars/{id}/like``."""
@@ -104,6 +139,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(BrightnessValue, lambda v, _: _number(v, 0.0, 100.0))
     conv.register_structure_hook(Message, lambda v, _: _message(v))
     conv.register_structure_hook(EntityId, lambda v, _: check_id(v))
+    conv.register_structure_hook(Name, lambda v, _: _name(v))
+    conv.register_structure_hook(Email, lambda v, _: _email(v))
     return conv
 
 

@@ -26,6 +26,7 @@ from ..errors import ValidationFailed
 from ..keys import ACTORS, BRIGHTNESS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
+from .paging import link_next, parse_limit
 from .problems import problem
 from .schemas import LikeIn, StarIn, check_id, converter
 
@@ -38,9 +39,9 @@ __all__ = (
     "like_star",
     "list_stars",
     "popular_stars",
+    "render_stars",
 )
 
-MAX_LIMIT: Final = 1000
 MAX_BATCH_IDS: Final = 100
 
 
@@ -52,18 +53,11 @@ def _star_id(request: web.Request) -> str:
         raise web.HTTPNotFound(text=f"no star {request.match_info['id']!r}") from None
 
 
-async def _render(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
+async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
+    """Stars as JSON, brightness at now and ``is_popular`` from the tracker."""
     popular = await request.config_dict[ACTORS].popularity.ask(PopularCounts())
     model, now = request.config_dict[BRIGHTNESS], time.time()
     return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
-
-
-def _parse_limit(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValidationFailed({"limit": f"must be an integer from 1 to {MAX_LIMIT}"})
-    return int(raw)
 
 
 def _parse_bbox(raw: str | None) -> BBox | None:
@@ -79,17 +73,11 @@ def _parse_bbox(raw: str | None) -> BBox | None:
 
 
 async def list_stars(request: web.Request) -> web.Response:
-    query = request.query
-    limit = _parse_limit(query.get("limit"))
-    cursor = query.get("cursor")
-    if cursor is not None and limit is None:
-        raise ValidationFailed({"cursor": "goes with limit"})
-    message = ListStars(bbox=_parse_bbox(query.get("bbox")), limit=limit, cursor=cursor)
+    limit, cursor = parse_limit(request)
+    message = ListStars(bbox=_parse_bbox(request.query.get("bbox")), limit=limit, cursor=cursor)
     page: StarPage = await request.config_dict[ACTORS].registry.ask(message)
-    answer = web.json_response(await _render(request, page.stars))
-    if page.next_cursor is not None:
-        next_url = request.rel_url.update_query(cursor=page.next_cursor)
-        answer.headers["Link"] = f'<{next_url}>; rel="next"'
+    answer = web.json_response(await render_stars(request, page.stars))
+    link_next(request, answer, page.next_cursor)
     return answer
 
 
@@ -99,7 +87,7 @@ async def create_star(request: web.Request) -> web.Response:
         x=body.x, y=body.y, message=body.message, brightness=body.brightness, user_id=body.user_id, id=body.id
     )
     star: Star = await request.config_dict[ACTORS].registry.ask(command)
-    [rendered] = await _render(request, [star])
+    [rendered] = await render_stars(request, [star])
     answer = web.json_response(rendered, status=201)
     answer.headers["Location"] = str(URL("/stars") / star.id)
     return answer
@@ -107,7 +95,7 @@ async def create_star(request: web.Request) -> web.Response:
 
 async def get_star(request: web.Request) -> web.Response:
     star: Star = await request.config_dict[ACTORS].registry.ask(GetStar(_star_id(request)))
-    [rendered] = await _render(request, [star])
+    [rendered] = await render_stars(request, [star])
     return web.json_response(rendered)
 
 
@@ -117,7 +105,7 @@ async def get_stars_batch(request: web.Request) -> web.Response:
         raise ValidationFailed({"ids": f"at most {MAX_BATCH_IDS} ids, not {len(ids)}"})
     valid = tuple(dict.fromkeys(i for i in ids if _is_id(i)))
     stars: list[Star] = await request.config_dict[ACTORS].registry.ask(GetStars(valid))
-    return web.json_response(await _render(request, stars))
+    return web.json_response(await render_stars(request, stars))
 
 
 def _is_id(value: str) -> bool:
@@ -169,7 +157,7 @@ async def like_star(request: web.Request) -> web.Response:
 async def active_stars(request: web.Request) -> web.Response:
     window = request.config_dict[SETTINGS].redis.popularity_window
     stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
-    return web.json_response(await _render(request, stars))
+    return web.json_response(await render_stars(request, stars))
 
 
 async def popular_stars(request: web.Request) -> web.Response:

@@ -1,0 +1,272 @@
+"""The user registry: users, their unique e-mail claims, the user → star relations.
+
+E-mail uniqueness holds across replicas without a scan: a user's address is
+claimed in ``Emails`` (insert-if-absent) before the user is written, and every
+multi-step change is compensated when a step fails, so no claim is left without
+its user and no user without its claim. A claim left behind by a crash is taken
+over once it is older than ``STALE_CLAIM`` and its user does not hold that
+address (a change in progress elsewhere takes milliseconds, not that long).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+
+from ..errors import AlreadyExists, NotFound, PreconditionFailed
+from ..events import Publisher
+from ..index import OrderedIndex
+from ..stars import bucket
+from ..storage import MAX_BATCH, Op, Stored, TableStore, iter_entities
+from ..users import (
+    EMAILS,
+    USER_STARS,
+    USERS,
+    Relation,
+    User,
+    claim_entity,
+    email_key,
+    user_from_entity,
+    user_to_entity,
+)
+from .runtime import Actor
+
+__all__ = (
+    "CreateUser",
+    "DeleteUser",
+    "GetUser",
+    "ListUsers",
+    "UpdateUser",
+    "UserPage",
+    "UserRegistry",
+    "UserStarIds",
+)
+
+log = logging.getLogger(__name__)
+
+KIND: Final = "users"
+KEY: Final = "registry"
+STALE_CLAIM: Final = 30.0
+
+
+@attrs.frozen
+class CreateUser:
+    name: str
+    email: str
+
+
+@attrs.frozen
+class GetUser:
+    id: str
+
+
+@attrs.frozen
+class ListUsers:
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen
+class UserPage:
+    users: list[User]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class UpdateUser:
+    id: str
+    name: str
+    email: str
+
+
+@attrs.frozen
+class DeleteUser:
+    id: str
+
+
+@attrs.frozen
+class UserStarIds:
+    """The ids of the stars a user placed (or liked), newest first."""
+
+    user_id: str
+    relation: Relation
+
+
+class UserRegistry(Actor):
+    """One per process; loads every user at start-up into an ordered index."""
+
+    kind = KIND
+
+    def __init__(
+        self, key: str, *, store: TableStore, publisher: Publisher, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(key)
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.index: OrderedIndex[User] = OrderedIndex()
+
+    async def on_start(self) -> None:
+        self.index = OrderedIndex(
+            [user_from_entity(s.entity) async for s in iter_entities(self.store, USERS)]
+        )
+        log.info("user index: %d users loaded", len(self.index))
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case GetUser(user_id):
+                return (await self._read(user_id))[0]
+            case ListUsers(limit, cursor):
+                return UserPage(*self.index.page(limit=limit, cursor=cursor))
+            case CreateUser(name, email):
+                return await self._create(name, email)
+            case UpdateUser(user_id, name, email):
+                return await self._update(user_id, name, email)
+            case DeleteUser(user_id):
+                return await self._delete(user_id)
+            case UserStarIds(user_id, relation):
+                return await self._star_ids(user_id, relation)
+        return await super().receive(message)
+
+    async def _read(self, user_id: str) -> tuple[User, str]:
+        """The user and its ETag: a point read (the store is the truth across replicas)."""
+        try:
+            stored = await self.store.get(USERS, bucket(user_id), user_id)
+        except NotFound:
+            self.index.remove(user_id)
+            raise NotFound(f"no user {user_id!r}") from None
+        user = user_from_entity(stored.entity)
+        if not self.index.replace(user):
+            self.index.add(user)
+        return user, stored.etag
+
+    # -- claims ------------------------------------------------------------------------
+
+    async def _claim(self, key: str, user_id: str) -> None:
+        """Make ``key`` this user's; ``AlreadyExists`` if another user holds it."""
+        entity = claim_entity(key, user_id, self.clock())
+        try:
+            await self.store.insert(EMAILS, entity)
+            return
+        except AlreadyExists:
+            pass
+        try:
+            current = await self.store.get(EMAILS, bucket(key), key)
+        except NotFound:  # released in between: one more try
+            await self.store.insert(EMAILS, entity)
+            return
+        if current.entity["user_id"] == user_id:
+            return
+        if await self._claim_is_live(key, current):
+            raise AlreadyExists("that e-mail address is taken")
+        try:
+            await self.store.update(EMAILS, entity, current.etag)
+        except PreconditionFailed:
+            raise AlreadyExists("that e-mail address is taken") from None
+        log.warning("took over a stale e-mail claim left by user %s", current.entity["user_id"])
+
+    async def _claim_is_live(self, key: str, claim: Stored) -> bool:
+        if self.clock() - float(claim.entity.get("claimed_at", 0)) < STALE_CLAIM:
+            return True
+        holder = str(claim.entity["user_id"])
+        try:
+            stored = await self.store.get(USERS, bucket(holder), holder)
+        except NotFound:
+            return False
+        return email_key(str(stored.entity["email"])) == key
+
+    async def _release(self, key: str, user_id: str) -> None:
+        """Drop ``user_id``'s claim on ``key`` (someone else's claim is left alone)."""
+        try:
+            current = await self.store.get(EMAILS, bucket(key), key)
+        except NotFound:
+            return
+        if current.entity["user_id"] == user_id:
+            await self.store.delete(EMAILS, bucket(key), key, etag=current.etag)
+
+    async def _undo(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run a compensating step; if it fails too, say so (the stale-claim rule is the net)."""
+        try:
+            await step()
+        except Exception:
+            log.exception("could not undo %s", what)
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def _create(self, name: str, email: str) -> User:
+        user = User(id=str(uuid.uuid4()), name=name, email=email, created_at=self.clock())
+        await self._claim(user.email_key, user.id)
+        try:
+            await self.store.insert(USERS, user_to_entity(user))
+        except BaseException:
+            await self._undo("the claim of a user never made", lambda: self._release(user.email_key, user.id))
+            raise
+        self.index.add(user)
+        self.publisher.publish("users", "create", user.to_json())
+        return user
+
+    async def _update(self, user_id: str, name: str, email: str) -> User:
+        old, etag = await self._read(user_id)
+        new = attrs.evolve(old, name=name, email=email)
+        if new.email_key == old.email_key:
+            await self.store.update(USERS, user_to_entity(new), etag)
+        else:
+            await self._claim(new.email_key, user_id)
+            try:
+                new_etag = await self.store.update(USERS, user_to_entity(new), etag)
+            except BaseException:
+                await self._undo(
+                    "a claim for a change that failed", lambda: self._release(new.email_key, user_id)
+                )
+                raise
+            try:
+                await self._release(old.email_key, user_id)
+            except BaseException:
+                await self._undo("a user's new address", lambda: self._restore(old, new_etag, new.email_key))
+                raise
+        self.index.replace(new)
+        self.publisher.publish("users", "update", new.to_json())
+        return new
+
+    async def _restore(self, old: User, etag: str, new_key: str) -> None:
+        await self.store.update(USERS, user_to_entity(old), etag)
+        await self._release(new_key, old.id)
+
+    async def _delete(self, user_id: str) -> str:
+        user, etag = await self._read(user_id)
+        await self.store.delete(USERS, bucket(user_id), user_id, etag=etag)
+        try:
+            await self._release(user.email_key, user_id)
+        except BaseException:
+            await self._undo("a user's deletion", lambda: self.store.insert(USERS, user_to_entity(user)))
+            raise
+        self.index.remove(user_id)
+        self.publisher.publish("users", "delete", {"id": user_id})
+        try:
+            await self._drop_relations(user_id)
+        except Exception:
+            # The rows are unreachable without their user (a fresh UUID is never reused).
+            log.warning("relation rows of deleted user %s remain", user_id, exc_info=True)
+        return user_id
+
+    async def _drop_relations(self, user_id: str) -> None:
+        rows = [s.row_key async for s in iter_entities(self.store, USER_STARS, user_id)]
+        for start in range(0, len(rows), MAX_BATCH):
+            ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
+            await self.store.batch(USER_STARS, ops)
+
+    async def _star_ids(self, user_id: str, relation: Relation) -> list[str]:
+        await self._read(user_id)  # 404 for an unknown user
+        prefix = f"{relation}:"
+        rows = [s.entity async for s in iter_entities(self.store, USER_STARS, user_id)]
+        chosen = [r for r in rows if str(r["RowKey"]).startswith(prefix)]
+        chosen.sort(key=lambda r: float(r["at"]), reverse=True)
+        return [str(r["star_id"]) for r in chosen]
+
+    def state(self) -> dict[str, Any]:
+        return {"users": len(self.index)}

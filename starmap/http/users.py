@@ -1,0 +1,74 @@
+"""User views: parse and validate, ask the user registry, answer."""
+
+from __future__ import annotations
+
+from typing import Final, cast
+
+from aiohttp import web
+from yarl import URL
+
+from ..actors.messages import GetStars
+from ..actors.users import CreateUser, DeleteUser, GetUser, ListUsers, UpdateUser, UserPage, UserStarIds
+from ..errors import ValidationFailed
+from ..keys import ACTORS
+from ..stars import Star
+from ..users import RELATIONS, Relation, User
+from .body import load_body
+from .paging import link_next, parse_limit
+from .schemas import UserIn, check_id, converter
+from .stars import render_stars
+
+__all__ = ("create_user", "delete_user", "get_user", "list_users", "update_user", "user_stars")
+
+NO_USER: Final = "no user {!r}"
+
+
+def _user_id(request: web.Request) -> str:
+    try:
+        return check_id(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=NO_USER.format(request.match_info["id"])) from None
+
+
+async def list_users(request: web.Request) -> web.Response:
+    limit, cursor = parse_limit(request)
+    page: UserPage = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
+    answer = web.json_response([u.to_json() for u in page.users])
+    link_next(request, answer, page.next_cursor)
+    return answer
+
+
+async def create_user(request: web.Request) -> web.Response:
+    body = await load_body(request, UserIn, converter)
+    user: User = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
+    answer = web.json_response(user.to_json(), status=201)
+    answer.headers["Location"] = str(URL("/users") / user.id)
+    return answer
+
+
+async def get_user(request: web.Request) -> web.Response:
+    user: User = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
+    return web.json_response(user.to_json())
+
+
+async def update_user(request: web.Request) -> web.Response:
+    user_id = _user_id(request)
+    body = await load_body(request, UserIn, converter)
+    user: User = await request.config_dict[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
+    return web.json_response(user.to_json())
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    user_id = await request.config_dict[ACTORS].users.ask(DeleteUser(_user_id(request)))
+    return web.json_response({"id": user_id, "status": "deleted"})
+
+
+async def user_stars(request: web.Request) -> web.Response:
+    """The stars a user placed (``?relation=liked``: liked), newest first; deleted ones left out."""
+    relation = request.query.get("relation", "placed")
+    if relation not in RELATIONS:
+        raise ValidationFailed({"relation": f"must be one of {', '.join(RELATIONS)}"})
+    actors = request.config_dict[ACTORS]
+    ids: list[str] = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
+    stars: list[Star] = await actors.registry.ask(GetStars(tuple(ids)))
+    return web.json_response(await render_stars(request, stars))

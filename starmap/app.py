@@ -12,11 +12,14 @@ import aiojobs
 from aiohttp import web
 
 from .actors import Actors
+from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
 from .errors import StorageUnavailable
 from .events import Hub
 from .http.problems import error_middleware
 from .http.routes import setup_cors, setup_routes
-from .keys import ACTORS, BRIGHTNESS, HUB, SCHEDULER, SETTINGS, STORE
+from .keys import ACTORS, BRIGHTNESS, HUB, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
+from .redis import Mirror, RedisLink
+from .relay import RedisRelay
 from .settings import Settings
 from .stars import Brightness
 from .storage import TABLES, TableStore, describe_store, open_store
@@ -28,6 +31,20 @@ log = logging.getLogger(__name__)
 STORAGE_STARTUP_DEADLINE: Final = 30.0
 StoreFactory = Callable[[Settings], TableStore]
 STORE_FACTORY: Final[web.AppKey[StoreFactory]] = web.AppKey("store_factory")
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """Redis when ``REDIS_HOST`` is set: pinged with retries; never fatal (degraded instead)."""
+    settings = app[SETTINGS].redis
+    if settings.host is None:
+        app[REDIS] = None
+        yield
+        return
+    link = RedisLink(settings, prefix=settings.key_prefix)
+    await link.connect()
+    app[REDIS] = link
+    yield
+    await link.close()
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
@@ -62,19 +79,51 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     def on_error(scheduler: aiojobs.Scheduler, context: dict[str, Any]) -> None:
         log.error("background job failed: %s", context.get("message"), exc_info=context.get("exception"))
 
-    scheduler = aiojobs.Scheduler(exception_handler=on_error)
+    # No job limit: every live actor is a job (aiojobs' default of 100 would park
+    # the 101st like counter); memory follows the active set through passivation.
+    scheduler = aiojobs.Scheduler(limit=None, exception_handler=on_error)
     app[SCHEDULER] = scheduler
     yield
     await scheduler.wait_and_close(timeout=app[SETTINGS].server.shutdown_timeout)
 
 
 async def _actors(app: web.Application) -> AsyncIterator[None]:
-    """The actors, the hub they publish to; the star index is loaded before serving."""
-    settings = app[SETTINGS]
-    app[HUB] = Hub(buffer_size=settings.sse.replay_buffer, subscriber_queue=settings.sse.subscriber_queue)
+    """The hub, the actors that publish to it, and with Redis the relay and the mirror.
+
+    The indexes are loaded (and the replay buffers primed) before the app serves.
+    """
+    settings, link, scheduler = app[SETTINGS], app[REDIS], app[SCHEDULER]
+    hub = app[HUB] = Hub(
+        buffer_size=settings.sse.replay_buffer, subscriber_queue=settings.sse.subscriber_queue
+    )
     app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
-    actors = await Actors.start(settings, store=app[STORE], publisher=app[HUB], scheduler=app[SCHEDULER])
+    mirror = None
+    if link is not None:
+        bucket_seconds = settings.redis.popularity_window / POPULARITY_BUCKETS
+        mirror = app[MIRROR] = Mirror(link, bucket_seconds=bucket_seconds)
+    actors = await Actors.start(
+        settings, store=app[STORE], publisher=hub, scheduler=scheduler, link=link, mirror=mirror
+    )
     app[ACTORS] = actors
+    if link is not None and mirror is not None:
+        relay = app[RELAY] = RedisRelay(
+            link,
+            hub,
+            maxlen=settings.sse.replay_buffer,
+            on_event=actors.apply,
+        )
+        await relay.prime()
+        hub.relay = relay
+
+        def on_link(up: bool) -> None:
+            if up:  # what happened while Redis was away did not travel: refetch
+                hub.resync_all()
+                actors.reload()
+
+        link.on_change(on_link)
+        for loop, name in ((relay.read_loop, "relay reader"), (relay.write_loop, "relay writer"),
+                           (mirror.run, "mirror writer")):  # fmt: skip
+            await scheduler.spawn(loop(), name=name)
     yield
     await actors.stop()
 
@@ -88,7 +137,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     app[SETTINGS] = settings
     app[STORE_FACTORY] = store_factory
     # In dependency order; torn down in reverse (actors drain before the store closes).
-    app.cleanup_ctx.extend([_storage, _scheduler, _actors])
+    app.cleanup_ctx.extend([_redis, _storage, _scheduler, _actors])
     setup_routes(app)
     setup_cors(app, settings.server.cors_origins)
     return app

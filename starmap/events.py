@@ -1,9 +1,10 @@
 """The broadcast hub: actors publish events, SSE streams subscribe.
 
 Every mutation becomes one ``Event`` ``{"topic", "type", "data"}`` with an id
-from one sequence shared by all topics, so any id resumes any stream. Ids look
-like Redis Stream ids, ``<boot ms>-<seq>``: an id from an earlier process is
-recognised as unknown instead of being confused with a new one.
+from one sequence shared by all topics, so any id resumes any stream. Ids are
+Redis Stream ids (``<ms>-<seq>``), made by Redis when replicas share it and the
+same way locally otherwise; an id from before this process started (or older
+than the buffers) cannot be replayed exactly and gets a ``resync``.
 
 Each event is serialised once, at publish, to the exact bytes of an SSE frame;
 the same bytes go to every subscriber. Each topic keeps a ring buffer of recent
@@ -24,13 +25,14 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-__all__ = ("TOPICS", "Event", "Hub", "Publisher", "Subscription", "parse_event_id")
+__all__ = ("TOPICS", "Event", "Hub", "Publisher", "Relay", "Subscription", "parse_event_id")
 
 log = logging.getLogger(__name__)
 
 TOPICS: Final = ("stars", "users")
 DEFAULT_BUFFER: Final = 10_000
 SEP: Final = "\r\n"  # aiohttp-sse writes CRLF; one line ending throughout a stream
+Data = dict[str, Any]
 
 
 def parse_event_id(value: str) -> tuple[int, int] | None:
@@ -51,7 +53,7 @@ def frame(event_id: str | None, envelope: dict[str, Any]) -> bytes:
 @attrs.frozen
 class Event:
     id: str
-    seq: int
+    seq: tuple[int, int]
     topic: str
     type: str
     data: dict[str, Any]
@@ -64,8 +66,10 @@ class Event:
 class Publisher(Protocol):
     """Where actors send what changed; they never know who listens."""
 
-    def publish(self, topic: str, type_: str, data: dict[str, Any]) -> Event:
-        """Record and fan out one event; the event with its id."""
+    def publish(
+        self, topic: str, type_: str, data: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> None:
+        """Send one event to every subscriber; ``meta`` is for other replicas, not for clients."""
 
 
 class Subscription:
@@ -111,23 +115,50 @@ class Subscription:
         return self._queue.qsize()
 
 
+EventId = tuple[int, int]
+
+
+def _event(event_id: str, parsed: EventId, topic: str, type_: str, data: Data) -> Event:
+    return Event(
+        event_id, parsed, topic, type_, data, frame(event_id, {"topic": topic, "type": type_, "data": data})
+    )
+
+
+class Relay(Protocol):
+    """Carries events between replicas (Redis); the hub falls back to local ids without it."""
+
+    @property
+    def up(self) -> bool:
+        """True while events can be sent through it."""
+
+    def send(self, topic: str, type_: str, data: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Queue one event; it comes back to every replica's hub through ``Hub.deliver``."""
+
+
 class Hub:
-    """The in-process broadcast hub."""
+    """The in-process broadcast hub.
+
+    Alone, it numbers events itself, the way Redis numbers stream entries
+    (``<ms>-<seq>``, never going backwards). With a relay, events go out through
+    it and come back, numbered by Redis, through ``deliver`` on every replica, so
+    each replica buffers and streams the same events under the same ids.
+    """
 
     def __init__(self, *, buffer_size: int = DEFAULT_BUFFER, subscriber_queue: int = 1000) -> None:
-        self.epoch = int(time.time() * 1000)
-        self._seq = 0
         self.buffer_size = buffer_size
         self.subscriber_queue = subscriber_queue
+        self.relay: Relay | None = None
+        self._last: EventId = (int(time.time() * 1000), 0)
+        # Replay is exact after these ids: older ones were evicted, or came before this process.
+        self._floor: dict[str, EventId] = dict.fromkeys(TOPICS, self._last)
         self._buffers: dict[str, collections.deque[Event]] = {t: collections.deque() for t in TOPICS}
-        self._evicted: dict[str, int] = dict.fromkeys(TOPICS, 0)  # highest seq no longer replayable
         self._subscribers: dict[str, set[Subscription]] = {t: set() for t in TOPICS}
         self.published = 0
         self.dropped = 0
 
     @property
     def last_id(self) -> str | None:
-        return f"{self.epoch}-{self._seq}" if self._seq else None
+        return f"{self._last[0]}-{self._last[1]}" if self._last[1] or self.published else None
 
     @property
     def recent(self) -> list[Event]:
@@ -137,21 +168,63 @@ class Hub:
     def subscribers(self, topic: str) -> int:
         return len(self._subscribers[topic])
 
-    def publish(self, topic: str, type_: str, data: dict[str, Any]) -> Event:
-        self._seq += 1
-        event_id = f"{self.epoch}-{self._seq}"
-        envelope = {"topic": topic, "type": type_, "data": data}
-        event = Event(event_id, self._seq, topic, type_, data, frame(event_id, envelope))
-        buffer = self._buffers[topic]
-        if len(buffer) >= self.buffer_size:
-            self._evicted[topic] = buffer.popleft().seq
-        buffer.append(event)
+    def publish(
+        self, topic: str, type_: str, data: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> None:
+        """Send one event to every subscriber of every replica (``meta`` travels beside it)."""
+        if self.relay is not None and self.relay.up:
+            self.relay.send(topic, type_, data, meta or {})
+            return
+        self.deliver(self.next_local_id(), topic, type_, data)
+
+    def next_local_id(self) -> str:
+        """The next id made here, after the last one seen: Redis's own rule."""
+        now = int(time.time() * 1000)
+        ms, seq = self._last
+        return f"{now}-0" if now > ms else f"{ms}-{seq + 1}"
+
+    def deliver(self, event_id: str, topic: str, type_: str, data: dict[str, Any]) -> Event | None:
+        """Buffer one numbered event and fan it out; an id not past the last one is ignored."""
+        parsed = parse_event_id(event_id)
+        if parsed is None or parsed <= self._last or topic not in self._buffers:
+            return None
+        self._last = parsed
+        event = Event(
+            event_id,
+            parsed,
+            topic,
+            type_,
+            data,
+            frame(event_id, {"topic": topic, "type": type_, "data": data}),
+        )
+        self._buffer(event)
         self.published += 1
         for sub in list(self._subscribers[topic]):
             if not sub.offer(event.payload):
+                self.unsubscribe(sub)
                 self.dropped += 1
                 log.info("dropped an SSE subscriber %d events behind", sub.limit)
         return event
+
+    def prime(self, entries: Iterable[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Fill the replay buffers from the shared stream at start-up (nothing is fanned out)."""
+        first = True
+        for event_id, topic, type_, data in entries:
+            parsed = parse_event_id(event_id)
+            if parsed is None or topic not in self._buffers:
+                continue
+            if first:  # replay is exact only from the oldest entry the stream still holds
+                self._floor = dict.fromkeys(TOPICS, parsed)
+                first = False
+            if parsed > self._last:
+                self._last = parsed
+            self._buffer(_event(event_id, parsed, topic, type_, data))
+
+    def _buffer(self, event: Event) -> None:
+        buffer = self._buffers[event.topic]
+        if len(buffer) >= self.buffer_size:
+            self._floor[event.topic] = buffer.popleft().seq
+        buffer.append(event)
 
     def subscribe(self, topics: Iterable[str], last_event_id: str | None = None) -> Subscription:
         """Register a subscriber; its replay holds what it missed after ``last_event_id``.
@@ -173,6 +246,13 @@ class Hub:
         for topic in sub.topics:
             self._subscribers[topic].discard(sub)
 
+    def resync_all(self) -> None:
+        """Tell every stream to refetch: events may have been missed (the relay was down)."""
+        for topic in TOPICS:
+            frame_ = self._resync(frozenset({topic}))
+            for sub in list(self._subscribers[topic]):
+                sub.offer(frame_)
+
     def close_all(self, last: Callable[[], bytes]) -> int:
         """End every stream after one frame from ``last`` (e.g. a jittered ``retry:``)."""
         subs = {s for subs in self._subscribers.values() for s in subs}
@@ -182,11 +262,8 @@ class Hub:
 
     def _missed(self, topics: frozenset[str], last_event_id: str) -> list[Event] | None:
         """The events after that id, or None when they cannot all be replayed."""
-        parsed = parse_event_id(last_event_id)
-        if parsed is None or parsed[0] != self.epoch or parsed[1] > self._seq:
-            return None
-        after = parsed[1]
-        if any(self._evicted[t] > after for t in topics):
+        after = parse_event_id(last_event_id)
+        if after is None or after > self._last or any(after < self._floor[t] for t in topics):
             return None
         missed = [e for t in topics for e in self._buffers[t] if e.seq > after]
         missed.sort(key=lambda e: e.seq)

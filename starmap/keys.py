@@ -11,11 +11,24 @@ from aiojobs import Scheduler
 
 from .actors import Actors
 from .events import Hub
+from .redis import Mirror, RedisLink
+from .relay import RedisRelay
 from .settings import Settings
 from .stars import Brightness
 from .storage import TableStore
 
-__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "SCHEDULER", "SETTINGS", "STORE", "STREAMS")
+__all__ = (
+    "ACTORS",
+    "BRIGHTNESS",
+    "HUB",
+    "MIRROR",
+    "REDIS",
+    "RELAY",
+    "SCHEDULER",
+    "SETTINGS",
+    "STORE",
+    "STREAMS",
+)
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 STORE: Final = web.AppKey("store", TableStore)
@@ -23,5 +36,10 @@ SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 HUB: Final = web.AppKey("hub", Hub)
 ACTORS: Final = web.AppKey("actors", Actors)
 BRIGHTNESS: Final = web.AppKey("brightness", Brightness)
+# None without REDIS_HOST.
+REDIS: Final[web.AppKey[RedisLink | None]] = web.AppKey("redis")
+# Only with Redis.
+MIRROR: Final = web.AppKey("mirror", Mirror)
+RELAY: Final = web.AppKey("relay", RedisRelay)
 # Open event streams (weak: a finished stream leaves by itself).
 STREAMS: Final[web.AppKey[weakref.WeakSet[EventSourceResponse]]] = web.AppKey("streams")

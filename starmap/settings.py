@@ -105,6 +105,8 @@ class RedisSettings:
     popular_cache_ttl: PositiveInt = env("REDIS_POPULAR_CACHE_TTL", 60)
     popularity_threshold: PositiveInt = env("REDIS_POPULARITY_THRESHOLD", 50)
     popularity_window: PositiveInt = env("REDIS_POPULARITY_WINDOW", 3600)
+    # Every key starts with it: deployments (or tests) can share one Redis.
+    key_prefix: str = env("REDIS_KEY_PREFIX", "starmap:")
 
 
 @attrs.frozen

@@ -353,3 +353,14 @@ async def test_two_replicas_liking_one_star_lose_nothing(make_client: MakeClient
     assert [r.status for r in answers] == [200] * 120
     stored = await a.app[STORE].get(STARS, *_key("castor"))
     assert stored.entity["likes"] == 120
+
+
+async def test_likes_on_many_stars_at_once(make_client: MakeClient) -> None:
+    """More live like counters than aiojobs' default job limit (100): none may be parked."""
+    client = await make_client(**MANY_LIKES)
+    ids = [f"m{i}" for i in range(150)]
+    for sid in ids:
+        await create(client, id=sid)
+    answers = await asyncio.gather(*(client.post(f"/stars/{sid}/like") for sid in ids))
+    assert [a.status for a in answers] == [200] * 150
+    assert {(await a.json())["likes"] for a in answers} == {1}

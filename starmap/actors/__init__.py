@@ -1,21 +1,25 @@
 """The actors: a small runtime and one module per kind of actor.
 
-``Actors`` wires them for the app: the singletons (star registry, popularity
-tracker, rate limiter) live as long as the app; like counters are activated per
-star on first use and passivated when idle.
+``Actors`` wires them for the app: the singletons (star registry, user registry,
+popularity tracker, rate limiter) live as long as the app; like counters are
+activated per star on first use and passivated when idle.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import aiojobs
 import attrs
 
 from ..events import Publisher
+from ..redis import Mirror, RedisLink
 from ..settings import Settings
-from ..stars import Brightness
+from ..stars import Brightness, star_from_entity
 from ..storage import TableStore
+from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
-from .messages import Forget
+from .messages import Forget, Liked, Reload, StarChanged, StarRemoved
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
@@ -31,16 +35,26 @@ class Actors:
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, store: TableStore, publisher: Publisher, scheduler: aiojobs.Scheduler
+        cls,
+        settings: Settings,
+        *,
+        store: TableStore,
+        publisher: Publisher,
+        scheduler: aiojobs.Scheduler,
+        link: RedisLink | None = None,
+        mirror: Mirror | None = None,
     ) -> Actors:
-        """Register every kind, activate the singletons and wait for the star index to load."""
+        """Register every kind, activate the singletons and wait for their indexes to load."""
         tuning = settings.actors
         system = ActorSystem(scheduler, mailbox_size=tuning.mailbox_size, ask_timeout=tuning.ask_timeout)
         model = Brightness.from_settings(settings.stars)
         system.register(
             popularity.KIND,
             lambda key: popularity.PopularityTracker(
-                key, window=settings.redis.popularity_window, threshold=settings.redis.popularity_threshold
+                key,
+                window=settings.redis.popularity_window,
+                threshold=settings.redis.popularity_threshold,
+                mirror=mirror,
             ),
         )
         system.register(
@@ -50,6 +64,7 @@ class Actors:
                 limit=settings.rate_limit.times,
                 period=settings.rate_limit.seconds,
                 max_clients=tuning.rate_limit_clients,
+                link=link,
             ),
         )
         pop = await system.get(popularity.KIND, popularity.KEY)
@@ -61,7 +76,7 @@ class Actors:
         system.register(
             registry.KIND,
             lambda key: registry.StarRegistry(
-                key, store=store, publisher=publisher, brightness=model, on_delete=forget
+                key, store=store, publisher=publisher, brightness=model, on_delete=forget, mirror=mirror
             ),
         )
         reg = await system.get(registry.KIND, registry.KEY)
@@ -76,6 +91,7 @@ class Actors:
                 popularity=pop,
                 write_deadline=tuning.like_write_deadline,
                 idle_timeout=tuning.idle_seconds,
+                mirror=mirror,
             ),
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
@@ -88,6 +104,33 @@ class Actors:
 
     async def like_counter(self, star_id: str) -> ActorRef:
         return await self.system.get(likes.KIND, star_id)
+
+    def apply(self, topic: str, type_: str, data: dict[str, Any], meta: dict[str, Any], remote: bool) -> None:
+        """Bring this replica's registries up to an event from the shared stream.
+
+        Every event is applied in stream order, this replica's own too (idempotent),
+        so the indexes converge to the stream; likes from other replicas also count
+        towards popularity here.
+        """
+        match topic, type_:
+            case "stars", "create" | "update":
+                star = star_from_entity(meta["entity"])
+                self.registry.tell(StarChanged(star, upsert=True))
+                if remote and meta.get("likes_delta"):
+                    self.popularity.tell(Liked(star.id, int(meta["likes_delta"]), star.last_liked))
+            case "stars", "delete":
+                self.registry.tell(StarRemoved(data["id"]))
+            case "stars", "clear":
+                self.registry.tell(Reload())
+            case "users", "create" | "update":
+                self.users.tell(users.UserChanged(user_from_entity(meta["entity"])))
+            case "users", "delete":
+                self.users.tell(users.UserRemoved(data["id"]))
+
+    def reload(self) -> None:
+        """Rebuild both indexes from the table store (after a relay outage)."""
+        self.registry.tell(Reload())
+        self.users.tell(Reload())
 
     async def stop(self) -> None:
         """Drain: like counters finish their batches before the actors they report to stop."""

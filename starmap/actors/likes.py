@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ..errors import NotFound, PreconditionFailed, StorageUnavailable
 from ..events import Publisher
+from ..redis import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
 from ..storage import TableStore
 from ..users import USER_STARS, relation_entity, require_user
@@ -50,9 +51,11 @@ class LikeCounter(Actor):
         popularity: ActorRef,
         write_deadline: float,
         idle_timeout: float,
+        mirror: Mirror | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(key)
+        self.mirror = mirror
         self.store = store
         self.publisher = publisher
         self.brightness = brightness
@@ -151,9 +154,12 @@ class LikeCounter(Actor):
         """After a durable write: the index, popularity, and one conflated update event."""
         self.registry.tell(StarChanged(star))
         popular = await self.popularity.ask(Liked(star.id, count, star.last_liked))
-        self.publisher.publish(
-            "stars", "update", star.to_json(self.brightness, self.clock(), is_popular=popular)
-        )
+        if self.mirror is not None:
+            self.mirror.star_saved(star)
+            self.mirror.liked(star.id, count, star.last_liked)
+        data = star.to_json(self.brightness, self.clock(), is_popular=popular)
+        meta = {"entity": star_to_entity(star), "likes_delta": count}
+        self.publisher.publish("stars", "update", data, meta)
 
     def state(self) -> dict[str, Any]:
         star = self.star

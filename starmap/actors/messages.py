@@ -19,7 +19,9 @@ __all__ = (
     "ListStars",
     "PopularCounts",
     "RateDecision",
+    "Reload",
     "StarChanged",
+    "StarRemoved",
     "StarPage",
 )
 
@@ -74,9 +76,26 @@ class ActiveStars:
 
 @attrs.frozen
 class StarChanged:
-    """A like counter's durable new state, for the registry's index (a tell)."""
+    """A star's durable new state, for the registry's index (a tell).
+
+    From this replica's like counter, or from any replica through the event
+    stream (``upsert``: add it if the index lacks it).
+    """
 
     star: Star
+    upsert: bool = False
+
+
+@attrs.frozen
+class StarRemoved:
+    """A star deleted (on any replica): drop it from the index."""
+
+    id: str
+
+
+@attrs.frozen
+class Reload:
+    """Rebuild the index from the table store (after events may have been missed)."""
 
 
 # -- like counter --------------------------------------------------------------

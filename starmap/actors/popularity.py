@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..redis import Mirror
 from .messages import Forget, Liked, PopularCounts
 from .runtime import Actor
 
@@ -23,14 +24,31 @@ class PopularityTracker(Actor):
     kind = KIND
 
     def __init__(
-        self, key: str, *, window: float, threshold: int, clock: Callable[[], float] = time.time
+        self,
+        key: str,
+        *,
+        window: float,
+        threshold: int,
+        mirror: Mirror | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(key)
+        self.mirror = mirror
         self.window = window
         self.threshold = threshold
         self.width = window / BUCKETS
         self.clock = clock
         self.counts: dict[str, collections.OrderedDict[int, int]] = {}
+
+    async def on_start(self) -> None:
+        """Warm start from the mirror's buckets, so popularity survives restarts and new replicas."""
+        if self.mirror is None:
+            return
+        newest = int(self.clock() // self.width)
+        loaded = await self.mirror.load_popularity(range(newest - BUCKETS + 1, newest + 1))
+        for slot, counts in sorted((loaded or {}).items()):
+            for star_id, count in counts.items():
+                self.counts.setdefault(star_id, collections.OrderedDict())[slot] = count
 
     async def receive(self, message: Any) -> Any:
         match message:

@@ -8,12 +8,31 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..ratelimit import gcra
+from ..redis import REDIS_ERRORS, RedisLink
 from .messages import Acquire, RateDecision
 from .runtime import Actor
 
 __all__ = ("RateLimiter",)
 
 KIND: Final = "ratelimit"
+# GCRA as in starmap/ratelimit.py, on the Redis server's clock, one key per client:
+# the limit holds across every replica. Returns {allowed, remaining, reset, retry_after}.
+GCRA_LUA: Final = """
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = period / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > period + 1e-9 then
+  return {0, 0, tostring(tat - now), tostring(new_tat - period - now)}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000))
+local remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
+return {1, remaining, tostring(new_tat - now), '0'}
+"""
 KEY: Final = "local"
 
 
@@ -29,9 +48,14 @@ class RateLimiter(Actor):
         limit: int,
         period: float,
         max_clients: int,
+        link: RedisLink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(key)
+        self.link = link
+        self.script = link.client.register_script(GCRA_LUA) if link is not None else None
+        self.global_decisions = 0
+        self.local_decisions = 0
         self.limit = limit
         self.period = period
         self.max_clients = max_clients
@@ -44,6 +68,12 @@ class RateLimiter(Actor):
     async def receive(self, message: Any) -> Any:
         match message:
             case Acquire(client):
+                if self.link is not None and self.script is not None and self.link.up:
+                    try:
+                        return await self._acquire_global(client)
+                    except REDIS_ERRORS:
+                        pass  # the link is marked down: the local limiter takes over
+                self.local_decisions += 1
                 return self._acquire(client)
         return await super().receive(message)
 
@@ -60,6 +90,15 @@ class RateLimiter(Actor):
             verdict.allowed, self.limit, verdict.remaining, verdict.reset, verdict.retry_after
         )
 
+    async def _acquire_global(self, client: str) -> RateDecision:
+        assert self.link is not None and self.script is not None
+        script, key = self.script, self.link.key(f"rl:{client}")
+        allowed, remaining, reset, retry = await self.link.call(
+            lambda: script(keys=[key], args=[self.limit, repr(float(self.period))])
+        )
+        self.global_decisions += 1
+        return RateDecision(bool(allowed), self.limit, int(remaining), float(reset), float(retry))
+
     def _expire(self, now: float) -> None:
         while self.tats:
             client, tat = next(iter(self.tats.items()))
@@ -68,4 +107,10 @@ class RateLimiter(Actor):
             del self.tats[client]
 
     def state(self) -> dict[str, Any]:
-        return {"clients": len(self.tats), "limit": self.limit, "period": self.period}
+        return {
+            "local_clients": len(self.tats),
+            "limit": self.limit,
+            "period": self.period,
+            "global_decisions": self.global_decisions,
+            "local_decisions": self.local_decisions,
+        }

@@ -13,6 +13,7 @@ import attrs
 from ..errors import AlreadyExists, NotFound
 from ..events import Publisher
 from ..index import StarIndex
+from ..redis import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
 from ..storage import TableStore, iter_entities
 from ..users import USER_STARS, relation_entity, require_user
@@ -23,8 +24,10 @@ from .messages import (
     GetStar,
     GetStars,
     ListStars,
+    Reload,
     StarChanged,
     StarPage,
+    StarRemoved,
 )
 from .runtime import Actor
 
@@ -54,9 +57,11 @@ class StarRegistry(Actor):
         publisher: Publisher,
         brightness: Brightness,
         on_delete: Callable[[str], None],
+        mirror: Mirror | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(key)
+        self.mirror = mirror
         self.store = store
         self.publisher = publisher
         self.brightness = brightness
@@ -66,8 +71,13 @@ class StarRegistry(Actor):
 
     async def on_start(self) -> None:
         started = time.monotonic()
-        self.index = StarIndex([star_from_entity(s.entity) async for s in iter_entities(self.store, STARS)])
-        log.info("star index: %d stars loaded in %.2fs", len(self.index), time.monotonic() - started)
+        mirrored = await self.mirror.load_stars() if self.mirror is not None else None
+        if mirrored is not None:
+            self.index, source = StarIndex(mirrored), "the redis mirror"
+        else:
+            stored = [star_from_entity(s.entity) async for s in iter_entities(self.store, STARS)]
+            self.index, source = StarIndex(stored), "the table store"
+        log.info("star index: %d stars from %s in %.2fs", len(self.index), source, time.monotonic() - started)
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -89,9 +99,22 @@ class StarRegistry(Actor):
                 return await self._delete(star_id)
             case Ready():
                 return len(self.index)
-            case StarChanged(star):
-                self.index.replace(star)
+            case StarChanged(star, upsert):
+                current = self.index.get(star.id)
+                if current is None:
+                    if upsert:
+                        self.index.add(star)
+                elif current.created_at != star.created_at or star.likes >= current.likes:
+                    # Likes only grow: an older state arriving late never overwrites a newer one.
+                    self.index.replace(star)
                 return None
+            case StarRemoved(star_id):
+                if self.index.remove(star_id) is not None:
+                    self.on_delete(star_id)
+                return None
+            case Reload():
+                await self.on_start()
+                return len(self.index)
         return await super().receive(message)
 
     async def _find(self, star_id: str) -> Star:
@@ -135,7 +158,10 @@ class StarRegistry(Actor):
                 await self.store.delete(STARS, bucket(star_id), star_id)
                 raise
         self.index.add(star)
-        self.publisher.publish("stars", "create", star.to_json(self.brightness, now, is_popular=False))
+        if self.mirror is not None:
+            self.mirror.star_saved(star)
+        data = star.to_json(self.brightness, now, is_popular=False)
+        self.publisher.publish("stars", "create", data, {"entity": star_to_entity(star)})
         return star
 
     async def _delete(self, star_id: str) -> str:
@@ -144,6 +170,8 @@ class StarRegistry(Actor):
         await self.store.delete(STARS, bucket(star_id), star_id)
         self.index.remove(star_id)
         self.on_delete(star_id)
+        if self.mirror is not None:
+            self.mirror.star_deleted(star_id)
         self.publisher.publish("stars", "delete", {"id": star_id})
         return star_id
 

@@ -34,6 +34,7 @@ from ..users import (
     user_from_entity,
     user_to_entity,
 )
+from .messages import Reload
 from .runtime import Actor
 
 __all__ = (
@@ -42,7 +43,9 @@ __all__ = (
     "GetUser",
     "ListUsers",
     "UpdateUser",
+    "UserChanged",
     "UserPage",
+    "UserRemoved",
     "UserRegistry",
     "UserStarIds",
 )
@@ -90,6 +93,18 @@ class DeleteUser:
 
 
 @attrs.frozen
+class UserChanged:
+    """A user created or changed on any replica (from the event stream)."""
+
+    user: User
+
+
+@attrs.frozen
+class UserRemoved:
+    id: str
+
+
+@attrs.frozen
 class UserStarIds:
     """The ids of the stars a user placed (or liked), newest first."""
 
@@ -131,6 +146,16 @@ class UserRegistry(Actor):
                 return await self._delete(user_id)
             case UserStarIds(user_id, relation):
                 return await self._star_ids(user_id, relation)
+            case UserChanged(user):
+                if not self.index.replace(user):
+                    self.index.add(user)
+                return None
+            case UserRemoved(user_id):
+                self.index.remove(user_id)
+                return None
+            case Reload():
+                await self.on_start()
+                return len(self.index)
         return await super().receive(message)
 
     async def _read(self, user_id: str) -> tuple[User, str]:
@@ -207,7 +232,7 @@ class UserRegistry(Actor):
             await self._undo("the claim of a user never made", lambda: self._release(user.email_key, user.id))
             raise
         self.index.add(user)
-        self.publisher.publish("users", "create", user.to_json())
+        self.publisher.publish("users", "create", user.to_json(), {"entity": user_to_entity(user)})
         return user
 
     async def _update(self, user_id: str, name: str, email: str) -> User:
@@ -230,7 +255,7 @@ class UserRegistry(Actor):
                 await self._undo("a user's new address", lambda: self._restore(old, new_etag, new.email_key))
                 raise
         self.index.replace(new)
-        self.publisher.publish("users", "update", new.to_json())
+        self.publisher.publish("users", "update", new.to_json(), {"entity": user_to_entity(new)})
         return new
 
     async def _restore(self, old: User, etag: str, new_key: str) -> None:

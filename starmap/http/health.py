@@ -10,7 +10,7 @@ from typing import Final
 from aiohttp import web
 
 from ..errors import StorageUnavailable
-from ..keys import SETTINGS, STORE
+from ..keys import REDIS, SETTINGS, STORE
 
 __all__ = ("health", "liveness", "readiness")
 
@@ -41,7 +41,7 @@ async def liveness(request: web.Request) -> web.Response:
 
 async def readiness(request: web.Request) -> web.Response:
     """Ready when the table store answers within a short timeout; Redis never gates it."""
-    store = request.config_dict[STORE]
+    store, link = request.config_dict[STORE], request.config_dict[REDIS]
     try:
         async with asyncio.timeout(READINESS_TIMEOUT):
             await store.ping()
@@ -52,7 +52,7 @@ async def readiness(request: web.Request) -> web.Response:
     ready = storage == "healthy"
     body = {
         "status": "ready" if ready else "not_ready",
-        "services": {"storage": storage, "redis": "not configured"},
+        "services": {"storage": storage, "redis": link.describe() if link is not None else "not configured"},
         "timestamp": _now(),
     }
     return web.json_response(body, status=200 if ready else 503)

@@ -1,0 +1,248 @@
+"""Redis, optional: the connection and its health, the mirror, and the shared keys.
+
+Without ``REDIS_HOST`` nothing here runs and the service is one replica. With it,
+replicas share events (``relay.py``), rate limits and a mirror of the stars. When
+Redis is unreachable the service carries on as a single replica would (local
+limiter, local hub, no mirror), readiness says ``degraded``, and redis-py
+reconnects by itself on the next command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from .settings import RedisSettings
+from .stars import Star, star_from_entity, star_to_entity
+
+__all__ = ("REDIS_ERRORS", "Mirror", "RedisLink")
+
+log = logging.getLogger(__name__)
+
+# What a Redis call raises when the server is away (OSError covers refused sockets).
+REDIS_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+STARTUP_ATTEMPTS: Final = 5
+
+
+class RedisLink:
+    """One Redis client (a bounded pool), its state, and the key prefix."""
+
+    def __init__(self, settings: RedisSettings, *, prefix: str = "starmap:") -> None:
+        assert settings.host is not None
+        self.settings = settings
+        self.prefix = prefix
+        self.client = aioredis.Redis(
+            host=settings.host,
+            port=settings.port,
+            password=settings.password,
+            ssl=settings.ssl,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            health_check_interval=15,
+            max_connections=32,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+            client_name="starmap",
+        )
+        self.error: str | None = "not connected yet"
+        self.went_down_at: float | None = None
+        self._listeners: list[Callable[[bool], None]] = []
+
+    @property
+    def up(self) -> bool:
+        return self.error is None
+
+    def describe(self) -> str:
+        return "healthy" if self.up else f"degraded: {self.error}"
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def on_change(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(up)`` whenever the link goes down or comes back."""
+        self._listeners.append(listener)
+
+    def mark_down(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        if self.up:
+            log.warning("redis unreachable (%s): running as a single replica until it is back", reason)
+            self.went_down_at = time.monotonic()
+            self.error = reason
+            for listener in self._listeners:
+                listener(False)
+        self.error = reason
+
+    def mark_up(self) -> None:
+        if not self.up:
+            log.info("redis reachable again")
+            self.error = None
+            for listener in self._listeners:
+                listener(True)
+
+    async def call(self, what: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one Redis operation, keeping the state: raises what Redis raised."""
+        try:
+            result = await what()
+        except REDIS_ERRORS as exc:
+            self.mark_down(exc)
+            raise
+        self.mark_up()
+        return result
+
+    async def connect(self) -> None:
+        """Ping at start-up with a few logged retries; stay degraded (not fail) if it never answers."""
+        delay = 0.2
+        for attempt in range(1, STARTUP_ATTEMPTS + 1):
+            try:
+                await self.client.ping()
+                self.error = None
+                log.info("redis: connected to %s:%d", self.settings.host, self.settings.port)
+                return
+            except REDIS_ERRORS as exc:
+                self.error = f"{type(exc).__name__}: {exc}"[:200]
+                log.warning("redis not reachable (attempt %d/%d): %s", attempt, STARTUP_ATTEMPTS, self.error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        self.went_down_at = time.monotonic()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class Mirror:
+    """A copy of the stars in Redis (a hash each, and an index), and popularity buckets.
+
+    Written after each durable write, in the background (a queue, one writer) so
+    a slow or absent Redis never slows a request. Read at start-up so a new
+    replica warms its index without scanning the table store.
+    """
+
+    QUEUE: Final = 10_000
+
+    def __init__(self, link: RedisLink, *, bucket_seconds: float) -> None:
+        self.link = link
+        self.bucket_seconds = bucket_seconds
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.hits = 0
+        self.misses = 0
+        self.writes = 0
+        self.skipped = 0
+
+    def _star_key(self, star_id: str) -> str:
+        return self.link.key(f"star:{star_id}")
+
+    def _pop_key(self, slot: int) -> str:
+        return self.link.key(f"pop:{slot}")
+
+    def _offer(self, op: str, arg: Any) -> None:
+        if not self.link.up or self._queue.qsize() >= self.QUEUE:
+            self.skipped += 1  # a stale mirror is only a slower warm-up; the store is the truth
+            return
+        self._queue.put_nowait((op, arg))
+
+    def star_saved(self, star: Star) -> None:
+        self._offer("save", star)
+
+    def star_deleted(self, star_id: str) -> None:
+        self._offer("delete", star_id)
+
+    def liked(self, star_id: str, count: int, at: float) -> None:
+        self._offer("like", (star_id, count, at))
+
+    async def run(self) -> None:
+        """The writer loop: batches what queued into one pipeline."""
+        ttl, pop_ttl = self.link.settings.cache_ttl, self.link.settings.popularity_window * 2
+        index = self.link.key("stars")
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            pipe = self.link.client.pipeline(transaction=False)
+            for op, arg in batch:
+                if op == "save":
+                    key = self._star_key(arg.id)
+                    pipe.hset(key, mapping={k: str(v) for k, v in star_to_entity(arg).items()})
+                    pipe.expire(key, ttl)
+                    pipe.zadd(index, {arg.id: arg.created_at})
+                elif op == "delete":
+                    pipe.delete(self._star_key(arg))
+                    pipe.zrem(index, arg)
+                else:
+                    star_id, count, at = arg
+                    slot_key = self._pop_key(int(at // self.bucket_seconds))
+                    pipe.zincrby(slot_key, count, star_id)
+                    pipe.expire(slot_key, pop_ttl)
+            try:
+                await self.link.call(pipe.execute)
+                self.writes += len(batch)
+            except REDIS_ERRORS:
+                self.skipped += len(batch)
+
+    async def load_stars(self) -> list[Star] | None:
+        """Every star, if the mirror holds them all; None to fall back to the table store."""
+        if not self.link.up:
+            return None
+        try:
+            ids = await self.link.call(lambda: self.link.client.zrange(self.link.key("stars"), 0, -1))
+            if not ids:
+                self.misses += 1
+                return None
+            stars: list[Star] = []
+            for start in range(0, len(ids), 1000):
+                pipe = self.link.client.pipeline(transaction=False)
+                for raw_id in ids[start : start + 1000]:
+                    pipe.hgetall(self._star_key(raw_id.decode()))
+                for fields in await self.link.call(pipe.execute):
+                    if not fields:  # expired: the mirror is partial
+                        self.misses += 1
+                        return None
+                    stars.append(_star_from_hash(fields))
+        except REDIS_ERRORS:
+            return None
+        self.hits += 1
+        return stars
+
+    async def load_popularity(self, slots: range) -> dict[int, dict[str, int]] | None:
+        """Likes per star per time bucket, for the popularity tracker's warm start."""
+        if not self.link.up:
+            return None
+        try:
+            pipe = self.link.client.pipeline(transaction=False)
+            for slot in slots:
+                pipe.zrange(self._pop_key(slot), 0, -1, withscores=True)
+            answers = await self.link.call(pipe.execute)
+        except REDIS_ERRORS:
+            return None
+        return {
+            slot: {member.decode(): int(score) for member, score in rows}
+            for slot, rows in zip(slots, answers, strict=True)
+            if rows
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "redis": self.link.describe(),
+            "warmup_hits": self.hits,
+            "warmup_misses": self.misses,
+            "mirror_writes": self.writes,
+            "mirror_skipped": self.skipped,
+            "mirror_queue": self._queue.qsize(),
+        }
+
+
+_FLOATS: Final = ("x", "y", "b0", "t0", "created_at", "last_liked")
+
+
+def _star_from_hash(fields: dict[bytes, bytes]) -> Star:
+    entity: dict[str, Any] = {k.decode(): v.decode() for k, v in fields.items()}
+    entity["likes"] = int(entity["likes"])
+    for name in _FLOATS:
+        entity[name] = float(entity[name])
+    return star_from_entity(entity)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
 import aiojobs
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from .actors import Actors
 from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
 from .errors import StorageUnavailable
-from .events import Hub
+from .events import TOPICS, Hub
+from .http.middleware import add_request_id_header, request_id_middleware
 from .http.problems import error_middleware
 from .http.routes import setup_cors, setup_routes
-from .keys import ACTORS, BRIGHTNESS, HUB, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
+from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
+from .metrics import InstrumentedStore, Metrics, counter, gauge, metrics_middleware
 from .redis import Mirror, RedisLink
 from .relay import RedisRelay
 from .settings import Settings
@@ -68,7 +71,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.close()
         raise
     log.info("table store: %s", describe_store(settings))
-    app[STORE] = store
+    app[STORE] = InstrumentedStore(store, app[METRICS])
     yield
     await store.close()
 
@@ -105,6 +108,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
         settings, store=app[STORE], publisher=hub, scheduler=scheduler, link=link, mirror=mirror
     )
     app[ACTORS] = actors
+    app[METRICS].watch(lambda: _live_metrics(app))
     if link is not None and mirror is not None:
         relay = app[RELAY] = RedisRelay(
             link,
@@ -128,12 +132,48 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     await actors.stop()
 
 
+def _live_metrics(app: web.Application) -> Iterator[Metric]:
+    """What is true now: live actors and their mailboxes, streams, events, Redis."""
+    snapshot = app[ACTORS].system.snapshot()
+    kinds = sorted({a["kind"] for a in snapshot})
+    yield gauge(
+        "starmap_actors_live",
+        "Live actors",
+        ["kind"],
+        {(k,): sum(a["kind"] == k for a in snapshot) for k in kinds},
+    )
+    yield gauge(
+        "starmap_actor_mailbox_depth",
+        "Messages waiting, summed per kind",
+        ["kind"],
+        {(k,): sum(a["mailbox"] for a in snapshot if a["kind"] == k) for k in kinds},
+    )
+    hub = app[HUB]
+    yield gauge(
+        "starmap_sse_subscribers",
+        "Open event streams per topic",
+        ["topic"],
+        {(t,): hub.subscribers(t) for t in TOPICS},
+    )
+    yield counter("starmap_events_published", "Events delivered to this replica's hub", hub.published)
+    yield counter("starmap_sse_subscribers_dropped", "Streams cut off for falling behind", hub.dropped)
+    link = app[REDIS]
+    if link is not None:
+        yield gauge("starmap_redis_up", "1 while Redis answers", [], {(): 1.0 if link.up else 0.0})
+
+
 def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) -> web.Application:
     """The whole service; resources open on start-up and close in reverse on clean-up.
 
     ``store_factory`` lets tests wrap the real store (to inject faults).
     """
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[request_id_middleware, metrics_middleware(metrics), error_middleware],
+    )
+    app.on_response_prepare.append(add_request_id_header)
+    app[METRICS] = metrics
     app[SETTINGS] = settings
     app[STORE_FACTORY] = store_factory
     # In dependency order; torn down in reverse (actors drain before the store closes).

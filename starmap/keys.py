@@ -11,6 +11,7 @@ from aiojobs import Scheduler
 
 from .actors import Actors
 from .events import Hub
+from .metrics import Metrics
 from .redis import Mirror, RedisLink
 from .relay import RedisRelay
 from .settings import Settings
@@ -21,6 +22,7 @@ __all__ = (
     "ACTORS",
     "BRIGHTNESS",
     "HUB",
+    "METRICS",
     "MIRROR",
     "REDIS",
     "RELAY",
@@ -36,6 +38,7 @@ SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 HUB: Final = web.AppKey("hub", Hub)
 ACTORS: Final = web.AppKey("actors", Actors)
 BRIGHTNESS: Final = web.AppKey("brightness", Brightness)
+METRICS: Final = web.AppKey("metrics", Metrics)
 # None without REDIS_HOST.
 REDIS: Final[web.AppKey[RedisLink | None]] = web.AppKey("redis")
 # Only with Redis.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -9,16 +10,39 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from .settings import LogFormat, Settings
 
-__all__ = ("AccessLogger", "JsonFormatter", "RedactSecrets", "configure_logging")
+__all__ = (
+    "REQUEST_ID",
+    "REQUEST_ID_KEY",
+    "AccessLogger",
+    "JsonFormatter",
+    "RedactSecrets",
+    "RequestIdFilter",
+    "configure_logging",
+)
+
+# The id of the request being handled, for every log line written while handling it.
+REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("request_id", default="-")
+# The same id kept on the request, for the access log line written after the handler.
+REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
 
 REDACTED: Final = "***"
 # Attributes every LogRecord has; anything else was passed in `extra`.
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Give every record the id of the request it was written for (``-`` outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get()
+        return True
 
 
 class RedactSecrets(logging.Filter):
@@ -67,11 +91,13 @@ JsonFormatter.converter = time.gmtime
 def configure_logging(settings: Settings) -> None:
     """Root logging for the process, from the settings."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactSecrets(settings.secrets()))
     if settings.log_format is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        text = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+        handler.setFormatter(logging.Formatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level)
@@ -96,6 +122,7 @@ class AccessLogger(AbstractAccessLogger):
                 "duration_ms": round(time * 1000, 2),
                 "remote": request.remote,
                 "bytes": response.body_length,
+                "request_id": request.get(REQUEST_ID_KEY, "-"),
             },
         )
 

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from starmap.app import create_app
 from starmap.errors import AlreadyExists, NotFound, Overloaded, StorageUnavailable
 from starmap.http.body import load_body
+from starmap.http.openapi import doc
 
 from .conftest import MakeSettings
 
@@ -28,12 +29,14 @@ class Echo:
 _converter = cattrs.Converter(forbid_extra_keys=False)
 
 
+@doc("echo a body", tag="test", body=Echo, responses={200: "Any", 400: "Problem", 422: "Problem"})
 async def echo(request: web.Request) -> web.Response:
     body = await load_body(request, Echo, _converter)
     return web.json_response(attrs.asdict(body))
 
 
 def _raiser(exc: Exception) -> Any:
+    @doc("raise an error", tag="test", responses={500: "Problem"})
     async def handler(request: web.Request) -> web.Response:
         raise exc
 

@@ -122,6 +122,7 @@ class Actors:
                 self.registry.tell(StarRemoved(data["id"]))
             case "stars", "clear":
                 self.registry.tell(Reload())
+                self.popularity.tell(Forget(None))
             case "users", "create" | "update":
                 self.users.tell(users.UserChanged(user_from_entity(meta["entity"])))
             case "users", "delete":

@@ -9,6 +9,7 @@ from ..stars import BBox, Star
 __all__ = (
     "Acquire",
     "ActiveStars",
+    "ClearAll",
     "CreateStar",
     "DeleteStar",
     "Forget",
@@ -19,6 +20,7 @@ __all__ = (
     "ListStars",
     "PopularCounts",
     "RateDecision",
+    "ReadStored",
     "Reload",
     "StarChanged",
     "StarRemoved",
@@ -94,6 +96,18 @@ class StarRemoved:
 
 
 @attrs.frozen
+class ClearAll:
+    """Remove every star (admin): durably, batched per partition; the count removed."""
+
+
+@attrs.frozen
+class ReadStored:
+    """The star as the table store holds it now (a point read, for debugging)."""
+
+    id: str
+
+
+@attrs.frozen
 class Reload:
     """Rebuild the index from the table store (after events may have been missed)."""
 
@@ -123,7 +137,9 @@ class PopularCounts:
 
 @attrs.frozen
 class Forget:
-    star_id: str
+    """Drop a star's counts (None: every star's)."""
+
+    star_id: str | None
 
 
 # -- rate limiter -----------------------------------------------------------------

@@ -61,7 +61,10 @@ class PopularityTracker(Actor):
                 oldest = self._oldest(self.clock())
                 totals = {sid: self._total(sid, oldest) for sid in list(self.counts)}
                 return {sid: n for sid, n in totals.items() if n >= self.threshold}
-            case Forget(star_id):
+            case Forget(None):
+                self.counts.clear()
+                return None
+            case Forget(str(star_id)):
                 self.counts.pop(star_id, None)
                 return None
         return await super().receive(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
@@ -15,15 +16,17 @@ from ..events import Publisher
 from ..index import StarIndex
 from ..redis import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
-from ..storage import TableStore, iter_entities
+from ..storage import MAX_BATCH, Op, TableStore, iter_entities
 from ..users import USER_STARS, relation_entity, require_user
 from .messages import (
     ActiveStars,
+    ClearAll,
     CreateStar,
     DeleteStar,
     GetStar,
     GetStars,
     ListStars,
+    ReadStored,
     Reload,
     StarChanged,
     StarPage,
@@ -115,6 +118,10 @@ class StarRegistry(Actor):
             case Reload():
                 await self.on_start()
                 return len(self.index)
+            case ClearAll():
+                return await self._clear()
+            case ReadStored(star_id):
+                return (await self.store.get(STARS, bucket(star_id), star_id)).entity
         return await super().receive(message)
 
     async def _find(self, star_id: str) -> Star:
@@ -174,6 +181,45 @@ class StarRegistry(Actor):
             self.mirror.star_deleted(star_id)
         self.publisher.publish("stars", "delete", {"id": star_id})
         return star_id
+
+    async def _clear(self) -> int:
+        """Every star of the store (other replicas' too), deleted one partition batch at a time."""
+        removed = 0
+        for _attempt in range(3):  # a star deleted meanwhile fails its batch: read again
+            by_partition: dict[str, list[str]] = collections.defaultdict(list)
+            async for stored in iter_entities(self.store, STARS):
+                by_partition[stored.partition_key].append(stored.row_key)
+            try:
+                for partition, rows in by_partition.items():
+                    for start in range(0, len(rows), MAX_BATCH):
+                        chunk = rows[start : start + MAX_BATCH]
+                        await self.store.batch(STARS, [Op.delete(partition, rk) for rk in chunk])
+                        removed += len(chunk)
+                        self._forget_all(chunk)
+                break
+            except NotFound:
+                continue
+        self._forget_all([star.id for star in self.index])  # what the index had and the store did not
+        await self._drop_star_relations()
+        self.publisher.publish("stars", "clear", {"count": removed})
+        return removed
+
+    def _forget_all(self, star_ids: list[str]) -> None:
+        for star_id in star_ids:
+            self.index.remove(star_id)
+            self.on_delete(star_id)
+            if self.mirror is not None:
+                self.mirror.star_deleted(star_id)
+
+    async def _drop_star_relations(self) -> None:
+        """Every placed/liked row: no star they name exists any more."""
+        by_user: dict[str, list[str]] = collections.defaultdict(list)
+        async for row in iter_entities(self.store, USER_STARS):
+            by_user[row.partition_key].append(row.row_key)
+        for user_id, rows in by_user.items():
+            for start in range(0, len(rows), MAX_BATCH):
+                ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
+                await self.store.batch(USER_STARS, ops)
 
     def state(self) -> dict[str, Any]:
         return {"stars": len(self.index)}

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..errors import StorageUnavailable
 from ..keys import REDIS, SETTINGS, STORE
+from .openapi import doc
 
 __all__ = ("health", "liveness", "readiness")
 
@@ -23,6 +24,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+@doc("Service health", tag="health", responses={200: "Health"})
 async def health(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     return web.json_response(
@@ -35,10 +37,16 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+@doc("Liveness: the process answers", tag="health", responses={200: "Liveness"})
 async def liveness(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive", "timestamp": _now()})
 
 
+@doc(
+    "Readiness: the table store answers (Redis never gates it)",
+    tag="health",
+    responses={200: "Readiness", 503: ("Not ready", "Readiness", "application/json")},
+)
 async def readiness(request: web.Request) -> web.Response:
     """Ready when the table store answers within a short timeout; Redis never gates it."""
     store, link = request.config_dict[STORE], request.config_dict[REDIS]

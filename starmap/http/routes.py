@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
 
 import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import health, sse, stars, users
+from ..keys import METRICS, SETTINGS
+from . import admin, debug, health, sse, stars, users
+from .openapi import build, doc
+
+STATIC: Final = Path(__file__).resolve().parent.parent / "static"
+OPENAPI: Final[web.AppKey[dict[str, Any]]] = web.AppKey("openapi")
 
 __all__ = ("add_route", "setup_cors", "setup_routes")
 
@@ -53,6 +60,42 @@ def setup_routes(app: web.Application) -> None:
     add_route(app, "GET", "/events/users/stream", sse.users_stream)
     add_route(app, "GET", "/events/stream", sse.combined_stream)
     sse.setup_sse(app)
+    add_route(app, "DELETE", "/admin/stars", admin.clear_stars)
+    add_route(app, "GET", "/admin/status", admin.admin_status)
+    add_route(app, "GET", "/metrics", metrics)
+    add_route(app, "GET", "/openapi.json", openapi_json)
+    add_route(app, "GET", "/docs", docs_page)
+    app.on_startup.append(_build_openapi)
+    if not app[SETTINGS].is_production:
+        add_route(app, "GET", "/debug/actors", debug.actors)
+        add_route(app, "GET", "/debug/actors/{kind}/{key}", debug.actor)
+        add_route(app, "GET", "/debug/table-info", debug.table_info)
+        add_route(app, "GET", "/debug/active-stars", debug.active_stars)
+        add_route(app, "POST", "/debug/add-test-star", debug.add_test_star)
+        add_route(app, "GET", "/debug/cache-stats", debug.cache_stats)
+
+
+@doc("This document (OpenAPI 3.1)", tag="ops", responses={200: "Any"})
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def _build_openapi(app: web.Application) -> None:
+    """Once, at start-up: the routes are final by then (a route without @doc stops start-up)."""
+    settings = app[SETTINGS]
+    app[OPENAPI] = build(app, title=settings.server.project_name, version=settings.version)
+
+
+@doc("The API documentation, for people", tag="ops", responses={200: ("An HTML page", None, "text/html")})
+async def docs_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
+
+
+@doc("Prometheus metrics", tag="ops", responses={200: ("Prometheus text", "Any", "text/plain")})
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text."""
+    body = request.config_dict[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def setup_cors(app: web.Application, origins: Sequence[str]) -> None:

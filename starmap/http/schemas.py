@@ -102,8 +102,8 @@ class StarIn:
 def _name(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {_json_type(value)}")
-    if not (len(value.strip()) >= MIN_NAME and len(value) <= MAX_NAME):
-        raise ValueError(f"must be {MIN_NAME} to {MAX_NAME} characters")
+    if not MIN_NAME <= len(value) <= MAX_NAME or not value.strip():
+        raise ValueError(f"must be {MIN_NAME} to {MAX_NAME} characters, not only spaces")
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
         raise ValueError("must not contain control characters")
     return value

@@ -18,7 +18,17 @@ from aiohttp_sse import EventSourceResponse
 
 from ..events import TOPICS, Subscription
 from ..keys import HUB, SETTINGS, STREAMS
+from .openapi import PROBLEM_SCHEMA as P
+from .openapi import Param, doc
 from .schemas import check_topics
+
+STREAM: Final = {200: ("An event stream", "Event", "text/event-stream")}
+LAST_ID: Final = Param(
+    "last_event_id", "query", {"type": "string"}, "resume after this id (or the Last-Event-ID header)"
+)
+TOPICS_PARAM: Final = Param(
+    "topics", "query", {"type": "string", "pattern": "^(stars|users)(,(stars|users))*$"}, "comma-separated"
+)
 
 __all__ = ("combined_stream", "setup_sse", "stars_stream", "users_stream")
 
@@ -77,14 +87,22 @@ def _abort(request: web.Request) -> None:
         request.transport.abort()
 
 
+@doc("Live star events (SSE)", tag="events", params=(LAST_ID,), responses=STREAM)
 async def stars_stream(request: web.Request) -> web.StreamResponse:
     return await _stream(request, frozenset({"stars"}))
 
 
+@doc("Live user events (SSE)", tag="events", params=(LAST_ID,), responses=STREAM)
 async def users_stream(request: web.Request) -> web.StreamResponse:
     return await _stream(request, frozenset({"users"}))
 
 
+@doc(
+    "Live events of several topics on one connection (SSE)",
+    tag="events",
+    params=(TOPICS_PARAM, LAST_ID),
+    responses={**STREAM, 422: P},
+)
 async def combined_stream(request: web.Request) -> web.StreamResponse:
     """``?topics=stars,users`` (default: every topic): one connection per browser tab."""
     raw = request.query.get("topics")

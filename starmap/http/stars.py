@@ -23,12 +23,22 @@ from ..actors.messages import (
     StarPage,
 )
 from ..errors import ValidationFailed
-from ..keys import ACTORS, BRIGHTNESS, SETTINGS
+from ..keys import ACTORS, BRIGHTNESS, METRICS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
+from .openapi import PROBLEM_SCHEMA as P
+from .openapi import Param, doc
 from .paging import link_next, parse_limit
 from .problems import problem
 from .schemas import LikeIn, StarIn, check_id, converter
+
+LIMIT: Final = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size")
+CURSOR: Final = Param("cursor", "query", {"type": "string"}, "from the previous page's Link header")
+BBOX: Final = Param(
+    "bbox", "query", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"}, "x1,y1,x2,y2: a viewport"
+)
+UNAVAILABLE: Final = {503: P}
+BODY_ERRORS: Final = {400: P, 413: P, 422: P}
 
 __all__ = (
     "active_stars",
@@ -72,6 +82,12 @@ def _parse_bbox(raw: str | None) -> BBox | None:
     return BBox(x1, y1, x2, y2)
 
 
+@doc(
+    "List stars, oldest first",
+    tag="stars",
+    params=(BBOX, LIMIT, CURSOR),
+    responses={200: "StarList", 422: P, **UNAVAILABLE},
+)
 async def list_stars(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
     message = ListStars(bbox=_parse_bbox(request.query.get("bbox")), limit=limit, cursor=cursor)
@@ -81,6 +97,12 @@ async def list_stars(request: web.Request) -> web.Response:
     return answer
 
 
+@doc(
+    "Place a star",
+    tag="stars",
+    body=StarIn,
+    responses={201: "Star", 404: P, 409: P, **BODY_ERRORS, **UNAVAILABLE},
+)
 async def create_star(request: web.Request) -> web.Response:
     body = await load_body(request, StarIn, converter)
     command = CreateStar(
@@ -93,12 +115,18 @@ async def create_star(request: web.Request) -> web.Response:
     return answer
 
 
+@doc("One star", tag="stars", responses={200: "Star", 404: P, **UNAVAILABLE})
 async def get_star(request: web.Request) -> web.Response:
     star: Star = await request.config_dict[ACTORS].registry.ask(GetStar(_star_id(request)))
     [rendered] = await render_stars(request, [star])
     return web.json_response(rendered)
 
 
+@doc(
+    "Stars by id, in the order asked (at most 100)",
+    tag="stars",
+    responses={200: "StarList", 422: P, **UNAVAILABLE},
+)
 async def get_stars_batch(request: web.Request) -> web.Response:
     ids = [i for i in request.match_info["ids"].split(",") if i]
     if len(ids) > MAX_BATCH_IDS:
@@ -116,6 +144,7 @@ def _is_id(value: str) -> bool:
     return True
 
 
+@doc("Delete a star", tag="stars", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_star(request: web.Request) -> web.Response:
     star_id = await request.config_dict[ACTORS].registry.ask(DeleteStar(_star_id(request)))
     return web.json_response({"id": star_id, "status": "deleted"})
@@ -138,6 +167,13 @@ def _rate_headers(decision: RateDecision) -> dict[str, str]:
     }
 
 
+@doc(
+    "Like a star: it shines brighter",
+    tag="stars",
+    body=LikeIn,
+    body_required=False,
+    responses={200: "LikeResult", 404: P, 429: P, **BODY_ERRORS, **UNAVAILABLE},
+)
 async def like_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
     body = await load_body(request, LikeIn, converter, optional=True)
@@ -145,6 +181,7 @@ async def like_star(request: web.Request) -> web.Response:
     decision: RateDecision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
     headers = _rate_headers(decision)
     if not decision.allowed:
+        request.config_dict[METRICS].rate_limited.inc()
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
         period = request.config_dict[SETTINGS].rate_limit.seconds
         detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
@@ -154,12 +191,18 @@ async def like_star(request: web.Request) -> web.Response:
     return web.json_response(result, headers=headers)
 
 
+@doc(
+    "Stars liked or created within the window, brightest first",
+    tag="stars",
+    responses={200: "StarList", **UNAVAILABLE},
+)
 async def active_stars(request: web.Request) -> web.Response:
     window = request.config_dict[SETTINGS].redis.popularity_window
     stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
     return web.json_response(await render_stars(request, stars))
 
 
+@doc("Popular stars, most liked first", tag="stars", responses={200: "StarList", **UNAVAILABLE})
 async def popular_stars(request: web.Request) -> web.Response:
     actors = request.config_dict[ACTORS]
     counts: dict[str, int] = await actors.popularity.ask(PopularCounts())

@@ -14,13 +14,16 @@ from ..keys import ACTORS
 from ..stars import Star
 from ..users import RELATIONS, Relation, User
 from .body import load_body
+from .openapi import PROBLEM_SCHEMA as P
+from .openapi import Param, doc
 from .paging import link_next, parse_limit
 from .schemas import UserIn, check_id, converter
-from .stars import render_stars
+from .stars import BODY_ERRORS, CURSOR, LIMIT, UNAVAILABLE, render_stars
 
 __all__ = ("create_user", "delete_user", "get_user", "list_users", "update_user", "user_stars")
 
 NO_USER: Final = "no user {!r}"
+RELATION: Final = Param("relation", "query", {"enum": ["placed", "liked"]}, "placed (default) or liked")
 
 
 def _user_id(request: web.Request) -> str:
@@ -30,6 +33,12 @@ def _user_id(request: web.Request) -> str:
         raise web.HTTPNotFound(text=NO_USER.format(request.match_info["id"])) from None
 
 
+@doc(
+    "List users, oldest first",
+    tag="users",
+    params=(LIMIT, CURSOR),
+    responses={200: "UserList", 422: P, **UNAVAILABLE},
+)
 async def list_users(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
     page: UserPage = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
@@ -38,6 +47,7 @@ async def list_users(request: web.Request) -> web.Response:
     return answer
 
 
+@doc("Create a user", tag="users", body=UserIn, responses={201: "User", 409: P, **BODY_ERRORS, **UNAVAILABLE})
 async def create_user(request: web.Request) -> web.Response:
     body = await load_body(request, UserIn, converter)
     user: User = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
@@ -46,11 +56,18 @@ async def create_user(request: web.Request) -> web.Response:
     return answer
 
 
+@doc("One user", tag="users", responses={200: "User", 404: P, **UNAVAILABLE})
 async def get_user(request: web.Request) -> web.Response:
     user: User = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
     return web.json_response(user.to_json())
 
 
+@doc(
+    "Replace a user's name and e-mail",
+    tag="users",
+    body=UserIn,
+    responses={200: "User", 404: P, 409: P, **BODY_ERRORS, **UNAVAILABLE},
+)
 async def update_user(request: web.Request) -> web.Response:
     user_id = _user_id(request)
     body = await load_body(request, UserIn, converter)
@@ -58,11 +75,18 @@ async def update_user(request: web.Request) -> web.Response:
     return web.json_response(user.to_json())
 
 
+@doc("Delete a user (their stars stay)", tag="users", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_user(request: web.Request) -> web.Response:
     user_id = await request.config_dict[ACTORS].users.ask(DeleteUser(_user_id(request)))
     return web.json_response({"id": user_id, "status": "deleted"})
 
 
+@doc(
+    "The stars a user placed or liked, newest first",
+    tag="users",
+    params=(RELATION,),
+    responses={200: "StarList", 404: P, 422: P, **UNAVAILABLE},
+)
 async def user_stars(request: web.Request) -> web.Response:
     """The stars a user placed (``?relation=liked``: liked), newest first; deleted ones left out."""
     relation = request.query.get("relation", "placed")

@@ -1,0 +1,236 @@
+"""Operating it: admin, debug, metrics, request ids, the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from starmap.app import create_app
+from starmap.http.openapi import build, doc
+from starmap.keys import HUB, STORE
+from starmap.logs import RequestIdFilter
+from starmap.stars import STARS
+from starmap.storage import iter_entities
+from starmap.users import USER_STARS
+
+from .conftest import MakeClient, MakeSettings
+
+Client = TestClient[web.Request, web.Application]
+KEY = "s3cret-admin-key"
+
+
+async def make_star(client: Client, sid: str, **body: Any) -> None:
+    answer = await client.post("/stars", json={"x": 0, "y": 0, "message": sid, "id": sid, **body})
+    assert answer.status == 201
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+
+async def test_admin_without_a_configured_key_is_503(client: Client) -> None:
+    for method, path in (("DELETE", "/admin/stars"), ("GET", "/admin/status")):
+        answer = await client.request(method, path, headers={"X-API-Key": "anything"})
+        assert answer.status == 503
+        assert answer.content_type == "application/problem+json"
+        assert "Retry-After" not in answer.headers
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": KEY + "x"}, {"X-API-Key": ""}])
+async def test_admin_with_a_missing_or_wrong_key_is_401(
+    make_client: MakeClient, headers: dict[str, str]
+) -> None:
+    client = await make_client(ADMIN_API_KEY=KEY)
+    await make_star(client, "keep")
+    for method, path in (("DELETE", "/admin/stars"), ("GET", "/admin/status")):
+        answer = await client.request(method, path, headers=headers)
+        assert answer.status == 401
+        assert answer.content_type == "application/problem+json"
+    assert len(await (await client.get("/stars")).json()) == 1
+
+
+async def test_admin_status(make_client: MakeClient) -> None:
+    client = await make_client(ADMIN_API_KEY=KEY)
+    body = await (await client.get("/admin/status", headers={"X-API-Key": KEY})).json()
+    assert body["admin_configured"] is True
+    assert body["environment"] == "test"
+    assert body["host"]
+
+
+async def test_clearing_every_star(make_client: MakeClient) -> None:
+    client = await make_client(ADMIN_API_KEY=KEY, API_RATE_LIMIT_TIMES="1000")
+    user = await (await client.post("/users", json={"name": "Ada", "email": "ada@example.org"})).json()
+    for i in range(130):  # more than one batch in some partitions
+        await make_star(client, f"s{i}", **({"user_id": user["id"]} if i < 3 else {}))
+    await client.post("/stars/s1/like", json={"user_id": user["id"]})
+    answer = await client.delete("/admin/stars", headers={"X-API-Key": KEY})
+    assert answer.status == 200
+    body = await answer.json()
+    assert body["count"] == 130
+    assert "130" in body["message"]
+    assert await (await client.get("/stars")).json() == []
+    store = client.app[STORE]
+    assert await store.count(STARS) == 0
+    assert [r async for r in iter_entities(store, USER_STARS)] == []
+    assert (await client.post("/stars/s1/like")).status == 404
+    clears = [e for e in client.app[HUB].recent if e.type == "clear"]
+    assert [(e.topic, e.data) for e in clears] == [("stars", {"count": 130})]
+    assert (await client.get(f"/users/{user['id']}")).status == 200  # users stay
+
+
+# -- debug ----------------------------------------------------------------------------------
+
+
+async def test_debug_actors_and_one_actors_state(make_client: MakeClient) -> None:
+    client = await make_client(API_RATE_LIMIT_TIMES="1000")
+    await make_star(client, "vega")
+    for _ in range(3):
+        await client.post("/stars/vega/like")
+    listed = await (await client.get("/debug/actors")).json()
+    kinds = {(a["kind"], a["key"]) for a in listed}
+    assert {("stars", "registry"), ("users", "registry"), ("likes", "vega")} <= kinds
+    for entry in listed:
+        assert set(entry) == {"kind", "key", "mailbox", "processed", "idle_seconds", "last_error"}
+    one = await (await client.get("/debug/actors/likes/vega")).json()
+    assert one["state"]["likes"] == 3
+    assert one["state"]["pending"] == 0
+    assert (await client.get("/debug/actors/likes/nobody")).status == 404
+
+
+async def test_debug_table_info_active_stars_test_star_and_cache(client: Client) -> None:
+    await make_star(client, "a")
+    info = await (await client.get("/debug/table-info")).json()
+    assert info["tables"]["Stars"] == 1
+    assert "AccountKey" not in str(info)
+    active = await (await client.get("/debug/active-stars")).json()
+    assert active["cutoff"] == pytest.approx(active["now"] - 3600)
+    assert [s["id"] for s in active["stars"]] == ["a"]
+    added = await client.post("/debug/add-test-star")
+    assert added.status == 201
+    body = await added.json()
+    assert body["consistent"] is True
+    assert body["store"]["RowKey"] == body["created"]["id"]
+    assert await (await client.get("/debug/cache-stats")).json() == {"redis": "not configured"}
+
+
+async def test_production_has_no_debug(make_client: MakeClient) -> None:
+    client = await make_client(ENVIRONMENT="production")
+    for path in ("/debug/actors", "/debug/table-info", "/debug/cache-stats"):
+        answer = await client.get(path)
+        assert answer.status == 404
+        assert answer.content_type == "application/problem+json"
+    assert (await client.post("/debug/add-test-star")).status == 404
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', head))
+        if head.split("{")[0] == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_move_with_requests_likes_and_subscriptions(make_client: MakeClient) -> None:
+    client = await make_client(API_RATE_LIMIT_TIMES="2")
+    before = await (await client.get("/metrics")).text()
+    await make_star(client, "m")
+    statuses = [(await client.post("/stars/m/like")).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    stream = await client.get("/events/stream")
+    after = await (await client.get("/metrics")).text()
+
+    like_route = {"method": "POST", "route": "/stars/{id}/like"}
+    assert sample(after, "starmap_http_requests_total", **like_route, status="200") == 2
+    assert sample(after, "starmap_http_requests_total", **like_route, status="429") == 1
+    assert sample(after, "starmap_http_request_duration_seconds_count", **like_route) == 3
+    assert sample(after, "starmap_rate_limited_total") == 1
+    assert sample(after, "starmap_actors_live", kind="likes") == 1
+    assert sample(after, "starmap_sse_subscribers", topic="stars") == 1
+    assert sample(after, "starmap_events_published_total") > sample(before, "starmap_events_published_total")
+    ops = "starmap_storage_operation_duration_seconds_count"
+    assert sample(after, ops, operation="update") >= 1
+    assert sample(after, ops, operation="insert") > sample(before, ops, operation="insert")
+    stream.close()
+
+
+# -- request ids ------------------------------------------------------------------------------
+
+
+async def test_request_ids_are_honoured_or_made_and_reach_the_logs(
+    aiohttp_client: Any, make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings())
+
+    @doc("a test route that logs", tag="test", responses={200: "Any"})
+    async def noisy(request: web.Request) -> web.Response:
+        logging.getLogger("starmap.test").warning("inside the handler")
+        return web.json_response({})
+
+    app.router.add_get("/probe/noisy", noisy)
+    client: Client = await aiohttp_client(app)
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.WARNING):
+        answer = await client.get("/probe/noisy", headers={"X-Request-ID": "abc-123"})
+    assert answer.headers["X-Request-ID"] == "abc-123"
+    [record] = [r for r in caplog.records if r.getMessage() == "inside the handler"]
+    assert record.request_id == "abc-123"  # type: ignore[attr-defined]
+
+    for bad in ("has space", "x" * 200, "quote'd"):
+        made = (await client.get("/health", headers={"X-Request-ID": bad})).headers["X-Request-ID"]
+        assert made != bad
+        assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert (await client.get("/nope")).headers["X-Request-ID"]  # on aiohttp's own errors too
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------
+
+
+async def test_every_route_is_in_the_openapi_document(client: Client) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, methods in document["paths"].items() for m in methods}
+    routed = {
+        (r.method, r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None
+        and r.method not in ("HEAD", "OPTIONS")
+        and not r.resource.canonical.endswith("/")
+    }
+    assert routed == documented
+    assert ("POST", "/stars/{id}/like") in documented
+    like = document["paths"]["/stars/{id}/like"]["post"]
+    assert {"200", "404", "429", "503"} <= set(like["responses"])
+    star_in = document["components"]["schemas"]["StarIn"]
+    assert star_in["required"] == ["x", "y", "message"]
+    assert star_in["properties"]["x"] == {"type": "number", "minimum": -1, "maximum": 1}
+
+
+async def test_an_undocumented_route_fails_the_build(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+
+    async def secret(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_get("/undocumented", secret)
+    with pytest.raises(RuntimeError, match="/undocumented has no @doc"):
+        build(app, title="t", version="1")
+
+
+async def test_docs_page_needs_nothing_from_elsewhere(client: Client) -> None:
+    answer = await client.get("/docs")
+    assert answer.status == 200
+    assert answer.content_type == "text/html"
+    page = await answer.text()
+    assert "/openapi.json" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)

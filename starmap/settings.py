@@ -24,7 +24,7 @@ from dotenv import dotenv_values
 
 from .errors import SettingsError
 
-__all__ = ("Environment", "LogFormat", "Settings", "load_settings")
+__all__ = ("Environment", "LogFormat", "Settings", "env_names", "load_settings")
 
 ENV_FILE_TEMPLATE: Final = "ops/env/.env.{environment}"
 
@@ -351,6 +351,11 @@ def _check(settings: Settings) -> None:
         )
     if storage.table_prefix and not storage.table_prefix.isalnum():
         raise SettingsError("STORAGE_TABLE_PREFIX: letters and digits only (Azure table names)")
+
+
+def env_names() -> frozenset[str]:
+    """Every environment variable the settings read."""
+    return frozenset(_ENV_BY_PATH.values())
 
 
 def load_settings(environ: Mapping[str, str], *, root: Path | None = None) -> Settings:

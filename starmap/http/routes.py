@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp_cors
@@ -11,10 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..keys import METRICS, SETTINGS
-from . import admin, debug, health, sse, stars, users
+from . import admin, debug, health, page, sse, stars, users
 from .openapi import build, doc
 
-STATIC: Final = Path(__file__).resolve().parent.parent / "static"
 OPENAPI: Final[web.AppKey[dict[str, Any]]] = web.AppKey("openapi")
 
 __all__ = ("add_route", "setup_cors", "setup_routes")
@@ -38,6 +36,9 @@ def add_route(app: web.Application, method: str, path: str, handler: Handler) ->
 
 
 def setup_routes(app: web.Application) -> None:
+    add_route(app, "GET", "/", page.index)
+    add_route(app, "GET", "/static/{name}", page.static)
+    add_route(app, "GET", "/config.json", page.config)
     add_route(app, "GET", "/health", health.health)
     add_route(app, "GET", "/health/liveness", health.liveness)
     add_route(app, "GET", "/health/readiness", health.readiness)
@@ -88,7 +89,7 @@ async def _build_openapi(app: web.Application) -> None:
 
 @doc("The API documentation, for people", tag="ops", responses={200: ("An HTML page", None, "text/html")})
 async def docs_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
+    return page.static_file("docs.html")
 
 
 @doc("Prometheus metrics", tag="ops", responses={200: ("Prometheus text", "Any", "text/plain")})

@@ -1,0 +1,59 @@
+"""The star map page: static files inside the package, and the config it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from ..keys import SETTINGS
+from .openapi import PROBLEM_SCHEMA as P
+from .openapi import doc
+
+__all__ = ("STATIC", "config", "index", "static", "static_file")
+
+STATIC: Final = Path(__file__).resolve().parent.parent / "static"
+# Only these are served: nothing else under the package can be reached by a path.
+ASSETS: Final = {
+    "app.js": "application/javascript",
+    "style.css": "text/css",
+    "index.html": "text/html",
+    "docs.html": "text/html",
+}
+
+
+def static_file(name: str) -> web.FileResponse:
+    """One of the package's assets, with its type, always revalidated."""
+    return web.FileResponse(
+        STATIC / name, headers={"Content-Type": f"{ASSETS[name]}; charset=utf-8", "Cache-Control": "no-cache"}
+    )
+
+
+@doc("The star map page", tag="page", responses={200: ("An HTML page", None, "text/html")})
+async def index(request: web.Request) -> web.FileResponse:
+    return static_file("index.html")
+
+
+@doc("The page's script and style", tag="page", responses={200: ("A file", None, "text/plain"), 404: P})
+async def static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in ASSETS:
+        raise web.HTTPNotFound(text=f"no asset {name!r}")
+    return static_file(name)
+
+
+@doc("What the page needs to draw as the server computes", tag="page", responses={200: "Any"})
+async def config(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    stars = settings.stars
+    return web.json_response(
+        {
+            "brightness_half_life": stars.brightness_half_life,
+            "like_boost": stars.like_boost,
+            "min_brightness": stars.min_brightness,
+            "popularity_threshold": settings.redis.popularity_threshold,
+            "popularity_window": settings.redis.popularity_window,
+            "rate_limit": {"times": settings.rate_limit.times, "seconds": settings.rate_limit.seconds},
+        }
+    )

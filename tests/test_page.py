@@ -1,0 +1,131 @@
+"""The star map page end to end in headless Chromium (Debian's chromium + chromedriver)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .rig import ROOT, StarmapProcess
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = ROOT / "test-artifacts"
+
+if CHROMIUM is None or CHROMEDRIVER is None:
+    pytest.skip(
+        "Chromium is not installed here (apt-get install chromium chromium-driver; ops/test.sh does it)",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402 - only where Chromium exists
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[StarmapProcess]:
+    proc = StarmapProcess(
+        tmp_path / "server", {"ENVIRONMENT": "test", "DATA_DIR": str(tmp_path / "data"), "API_RATE_LIMIT_TIMES": "3"}
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    assert CHROMIUM is not None and CHROMEDRIVER is not None
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1000,700", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback only
+        result: dict[str, Any] = json.loads(answer.read())
+        return result
+
+
+def wait_for(driver: WebDriver, script: str, timeout: float = 10) -> Any:
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script))
+
+
+def click_sky(driver: WebDriver, px: float, py: float) -> None:
+    """A real click on the canvas at (px, py) from its top left."""
+    canvas = driver.find_element(By.ID, "sky")
+    size = canvas.size
+    offset_x, offset_y = int(px - size["width"] / 2), int(py - size["height"] / 2)
+    ActionChains(driver).move_to_element_with_offset(canvas, offset_x, offset_y).click().perform()
+
+
+def star_button(driver: WebDriver, star_id: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'button.star-button[data-id="{star_id}"]')
+
+
+def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, browser: WebDriver) -> None:
+    browser.get(f"{server.url}/")
+    wait_for(browser, "return document.body.dataset.ready === 'true'")
+    wait_for(browser, "return document.getElementById('status').dataset.state === 'live'")
+    assert browser.find_element(By.ID, "sky").get_attribute("data-drawn") == "0"
+
+    # Place a star through the UI: a click on empty sky, the form, a message.
+    click_sky(browser, 250, 200)
+    form = browser.find_element(By.ID, "place-form")
+    assert form.is_displayed()
+    browser.find_element(By.ID, "submit").click()  # empty: the API's error shows by the field
+    wait_for(browser, "return document.getElementById('message-error').textContent.length > 0")
+    assert "1 to 280" in browser.find_element(By.ID, "message-error").text
+    browser.find_element(By.ID, "message").send_keys("hello from the page")
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, "return document.getElementById('place-form').hidden")
+    mine = wait_for(browser, "return [...window.starmap.stars.values()].find(s => s.message === 'hello from the page')")
+    assert browser.find_element(By.ID, "sky").get_attribute("data-drawn") == "1"
+    # It is drawn where it was placed: the canvas is bright there and dark far away.
+    lit = "const c = document.getElementById('sky'); const r = devicePixelRatio;" \
+          "const p = c.getContext('2d').getImageData(arguments[0] * r, arguments[1] * r, 1, 1).data;" \
+          "return p[0] + p[1] + p[2];"  # fmt: skip
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(lit, 250, 200) > 400)
+    assert browser.execute_script(lit, 900, 650) < 200
+
+    # A star made by another client appears without a reload.
+    post(f"{server.url}/stars", {"x": 0.5, "y": -0.5, "message": "from the API", "id": "from-api"})
+    wait_for(browser, "return window.starmap.stars.has('from-api')")
+    wait_for(browser, "return document.getElementById('sky').dataset.drawn === '2'")
+
+    # Like it by clicking it on the canvas, then by keyboard (Tab to it, Enter).
+    [sx, sy] = browser.execute_script("const s = window.starmap.stars.get('from-api'); return [(s.x + 1) / 2 * innerWidth, (1 - s.y) / 2 * innerHeight];")
+    click_sky(browser, sx, sy)
+    wait_for(browser, "return document.querySelector('button[data-id=\"from-api\"]').dataset.likes === '1'")
+    star_button(browser, "from-api").send_keys(Keys.ENTER)
+    wait_for(browser, "return document.querySelector('button[data-id=\"from-api\"]').dataset.likes === '2'")
+    assert "2 likes" in (star_button(browser, "from-api").get_attribute("aria-label") or "")
+    assert mine["id"] != "from-api"
+
+    # Over the limit (3 a minute here), the page says how long to wait.
+    star_button(browser, "from-api").send_keys(Keys.ENTER)
+    star_button(browser, "from-api").send_keys(Keys.ENTER)
+    wait_for(browser, "return !document.getElementById('toast').hidden && /like again in \\d+ s/.test(document.getElementById('toast').textContent)")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "starmap-page.png"))

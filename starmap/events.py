@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 import attrs
+import orjson
 
 __all__ = ("TOPICS", "Event", "Hub", "Publisher", "Relay", "Subscription", "parse_event_id")
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 TOPICS: Final = ("stars", "users")
 DEFAULT_BUFFER: Final = 10_000
 SEP: Final = "\r\n"  # aiohttp-sse writes CRLF; one line ending throughout a stream
+_END: Final = (SEP + SEP).encode()
 Data = dict[str, Any]
 
 
@@ -45,9 +46,8 @@ def parse_event_id(value: str) -> tuple[int, int] | None:
 
 def frame(event_id: str | None, envelope: dict[str, Any]) -> bytes:
     """One SSE frame: an ``id:`` line, one ``data:`` line of JSON, no ``event:`` line."""
-    data = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))  # no raw newlines
-    head = f"id: {event_id}{SEP}" if event_id is not None else ""
-    return f"{head}data: {data}{SEP}{SEP}".encode()
+    head = f"id: {event_id}{SEP}data: " if event_id is not None else "data: "
+    return head.encode() + orjson.dumps(envelope) + _END  # JSON has no raw newlines
 
 
 @attrs.frozen

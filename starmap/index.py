@@ -66,11 +66,12 @@ def paginate(
 class OrderedIndex(Generic[T]):
     """Entities by id, ordered by (created_at, id): oldest first, a stable cursor."""
 
-    __slots__ = ("_by_id", "_order")
+    __slots__ = ("_by_id", "_order", "version")
 
     def __init__(self, items: Iterable[T] = ()) -> None:
         self._by_id: dict[str, T] = {i.id: i for i in items}
         self._order: list[OrderKey] = sorted(_key(i) for i in self._by_id.values())
+        self.version = 0  # moves on every change: what a cache of a rendering keys on
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -87,6 +88,7 @@ class OrderedIndex(Generic[T]):
     def add(self, item: T) -> None:
         if item.id in self._by_id:
             self.remove(item.id)
+        self.version += 1
         self._by_id[item.id] = item
         bisect.insort(self._order, _key(item))
 
@@ -94,12 +96,14 @@ class OrderedIndex(Generic[T]):
         """Swap in a newer state of an entity already indexed (its order does not change)."""
         if item.id not in self._by_id:
             return False
+        self.version += 1
         self._by_id[item.id] = item
         return True
 
     def remove(self, entity_id: str) -> T | None:
         item = self._by_id.pop(entity_id, None)
         if item is not None:
+            self.version += 1
             key = _key(item)
             i = bisect.bisect_left(self._order, key)
             if i < len(self._order) and self._order[i] == key:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -22,6 +22,7 @@ __all__ = (
     "ACTORS",
     "BRIGHTNESS",
     "HUB",
+    "LIST_CACHE",
     "METRICS",
     "MIRROR",
     "REDIS",
@@ -39,6 +40,8 @@ HUB: Final = web.AppKey("hub", Hub)
 ACTORS: Final = web.AppKey("actors", Actors)
 BRIGHTNESS: Final = web.AppKey("brightness", Brightness)
 METRICS: Final = web.AppKey("metrics", Metrics)
+# The rendered whole list of stars (see starmap.http.stars.ListCache).
+LIST_CACHE: Final[web.AppKey[Any]] = web.AppKey("list_cache")
 # None without REDIS_HOST.
 REDIS: Final[web.AppKey[RedisLink | None]] = web.AppKey("redis")
 # Only with Redis.

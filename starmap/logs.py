@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
@@ -82,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
 
 
 JsonFormatter.converter = time.gmtime

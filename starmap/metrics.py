@@ -22,6 +22,7 @@ from .storage import Entity, Op, Page, Stored, TableStore
 
 __all__ = ("InstrumentedStore", "Metrics", "metrics_middleware")
 
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -56,9 +57,22 @@ class Metrics:
             ["operation", "error"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rate_limited = Counter(
             "starmap_rate_limited", "Likes refused by the rate limit", registry=self.registry
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one request; the labelled children are looked up once each."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch(self, read: Callable[[], Iterator[Metric]]) -> None:
         """Add live values, read at each scrape."""
@@ -109,8 +123,8 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+            method = request.method if request.method in METHODS else "OTHER"  # no label explosion
+            metrics.observe_request(method, route, status, time.perf_counter() - started)
 
     return middleware
 

@@ -37,7 +37,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[StarmapProcess]:
     proc = StarmapProcess(
-        tmp_path / "server", {"ENVIRONMENT": "test", "DATA_DIR": str(tmp_path / "data"), "API_RATE_LIMIT_TIMES": "3"}
+        tmp_path / "server",
+        {"ENVIRONMENT": "test", "DATA_DIR": str(tmp_path / "data"), "API_RATE_LIMIT_TIMES": "3"},
     )
     proc.start()
     yield proc
@@ -49,9 +50,12 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     assert CHROMIUM is not None and CHROMEDRIVER is not None
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1000,700", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+    flags = [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1000,700", f"--user-data-dir={tmp_path / 'chromium'}",
+    ]  # fmt: skip
+    for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     yield driver
@@ -59,7 +63,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - loopback only
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback only
@@ -99,7 +103,9 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
     browser.find_element(By.ID, "message").send_keys("hello from the page")
     browser.find_element(By.ID, "submit").click()
     wait_for(browser, "return document.getElementById('place-form').hidden")
-    mine = wait_for(browser, "return [...window.starmap.stars.values()].find(s => s.message === 'hello from the page')")
+    mine = wait_for(
+        browser, "return [...window.starmap.stars.values()].find(s => s.message === 'hello from the page')"
+    )
     assert browser.find_element(By.ID, "sky").get_attribute("data-drawn") == "1"
     # It is drawn where it was placed: the canvas is bright there and dark far away.
     lit = "const c = document.getElementById('sky'); const r = devicePixelRatio;" \
@@ -114,7 +120,10 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
     wait_for(browser, "return document.getElementById('sky').dataset.drawn === '2'")
 
     # Like it by clicking it on the canvas, then by keyboard (Tab to it, Enter).
-    [sx, sy] = browser.execute_script("const s = window.starmap.stars.get('from-api'); return [(s.x + 1) / 2 * innerWidth, (1 - s.y) / 2 * innerHeight];")
+    [sx, sy] = browser.execute_script(
+        "const s = window.starmap.stars.get('from-api');"
+        "return [(s.x + 1) / 2 * innerWidth, (1 - s.y) / 2 * innerHeight];"
+    )
     click_sky(browser, sx, sy)
     wait_for(browser, "return document.querySelector('button[data-id=\"from-api\"]').dataset.likes === '1'")
     star_button(browser, "from-api").send_keys(Keys.ENTER)
@@ -125,7 +134,11 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
     # Over the limit (3 a minute here), the page says how long to wait.
     star_button(browser, "from-api").send_keys(Keys.ENTER)
     star_button(browser, "from-api").send_keys(Keys.ENTER)
-    wait_for(browser, "return !document.getElementById('toast').hidden && /like again in \\d+ s/.test(document.getElementById('toast').textContent)")
+    wait_for(
+        browser,
+        "const toast = document.getElementById('toast');"
+        "return !toast.hidden && /like again in \\d+ s/.test(toast.textContent)",
+    )
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "starmap-page.png"))

@@ -13,13 +13,16 @@ import aiojobs
 import attrs
 
 from ..events import Publisher
+from ..index import StarIndex
 from ..redis import Mirror, RedisLink
 from ..settings import Settings
 from ..stars import Brightness, star_from_entity
 from ..storage import TableStore
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
-from .messages import Forget, Liked, Reload, StarChanged, StarRemoved
+from .messages import Forget, Liked, PopularCounts, Reload, StarChanged, StarRemoved
+from .popularity import PopularityTracker
+from .registry import StarRegistry
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
@@ -27,11 +30,20 @@ __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
 
 @attrs.define
 class Actors:
+    """The actors of one app. Commands go through mailboxes; hot reads use read models.
+
+    The registry's index and the tracker's popular set are only changed inside their
+    actors, between awaits, and replaced or updated whole; a view reading them sees the
+    state between two messages, without a mailbox round trip or waiting behind a write.
+    """
+
     system: ActorSystem
     registry: ActorRef
     popularity: ActorRef
     rate_limiter: ActorRef
     users: ActorRef
+    star_registry: StarRegistry
+    tracker: PopularityTracker
 
     @classmethod
     async def start(
@@ -48,15 +60,13 @@ class Actors:
         tuning = settings.actors
         system = ActorSystem(scheduler, mailbox_size=tuning.mailbox_size, ask_timeout=tuning.ask_timeout)
         model = Brightness.from_settings(settings.stars)
-        system.register(
-            popularity.KIND,
-            lambda key: popularity.PopularityTracker(
-                key,
-                window=settings.redis.popularity_window,
-                threshold=settings.redis.popularity_threshold,
-                mirror=mirror,
-            ),
+        tracker = popularity.PopularityTracker(
+            popularity.KEY,
+            window=settings.redis.popularity_window,
+            threshold=settings.redis.popularity_threshold,
+            mirror=mirror,
         )
+        system.register(popularity.KIND, lambda key: tracker)
         system.register(
             ratelimit.KIND,
             lambda key: ratelimit.RateLimiter(
@@ -73,12 +83,10 @@ class Actors:
             system.stop_actor(likes.KIND, star_id)
             pop.tell(Forget(star_id))
 
-        system.register(
-            registry.KIND,
-            lambda key: registry.StarRegistry(
-                key, store=store, publisher=publisher, brightness=model, on_delete=forget, mirror=mirror
-            ),
+        star_registry = registry.StarRegistry(
+            registry.KEY, store=store, publisher=publisher, brightness=model, on_delete=forget, mirror=mirror
         )
+        system.register(registry.KIND, lambda key: star_registry)
         reg = await system.get(registry.KIND, registry.KEY)
         system.register(
             likes.KIND,
@@ -97,10 +105,22 @@ class Actors:
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
         system.register(users.KIND, lambda key: users.UserRegistry(key, store=store, publisher=publisher))
         user_registry = await system.get(users.KIND, users.KEY)
-        actors = cls(system, reg, pop, limiter, user_registry)
+        actors = cls(system, reg, pop, limiter, user_registry, star_registry, tracker)
         await reg.ask(registry.Ready())
         await user_registry.ask(users.ListUsers(limit=1))  # its index is loaded too
         return actors
+
+    def stars(self) -> StarIndex:
+        """The registry's index, to read (never to change) outside the registry."""
+        return self.star_registry.index
+
+    async def popular(self) -> dict[str, int]:
+        """Popular stars → likes in the window: the tracker's read model, or an ask if stale."""
+        current = self.tracker.current()
+        if current is not None:
+            return current
+        counts: dict[str, int] = await self.popularity.ask(PopularCounts())
+        return counts
 
     async def like_counter(self, star_id: str) -> ActorRef:
         return await self.system.get(likes.KIND, star_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..stars import BBox, Star
+from ..stars import Star
 
 __all__ = (
     "Acquire",
@@ -14,17 +14,14 @@ __all__ = (
     "DeleteStar",
     "Forget",
     "GetStar",
-    "GetStars",
     "Like",
     "Liked",
-    "ListStars",
     "PopularCounts",
     "RateDecision",
     "ReadStored",
     "Reload",
     "StarChanged",
     "StarRemoved",
-    "StarPage",
 )
 
 
@@ -44,24 +41,6 @@ class CreateStar:
 @attrs.frozen
 class GetStar:
     id: str
-
-
-@attrs.frozen
-class GetStars:
-    ids: tuple[str, ...]
-
-
-@attrs.frozen
-class ListStars:
-    bbox: BBox | None = None
-    limit: int | None = None
-    cursor: str | None = None
-
-
-@attrs.frozen
-class StarPage:
-    stars: list[Star]
-    next_cursor: str | None
 
 
 @attrs.frozen

@@ -39,6 +39,10 @@ class PopularityTracker(Actor):
         self.width = window / BUCKETS
         self.clock = clock
         self.counts: dict[str, collections.OrderedDict[int, int]] = {}
+        # The published read model: popular stars → likes in the window, as of `popular_slot`.
+        # Replaced, never mutated, so readers outside this actor always see a whole one.
+        self.popular: dict[str, int] = {}
+        self.popular_slot = -1
 
     async def on_start(self) -> None:
         """Warm start from the mirror's buckets, so popularity survives restarts and new replicas."""
@@ -56,18 +60,44 @@ class PopularityTracker(Actor):
                 buckets = self.counts.setdefault(star_id, collections.OrderedDict())
                 slot = int(at // self.width)
                 buckets[slot] = buckets.get(slot, 0) + count
-                return self._total(star_id, self._oldest(self.clock())) >= self.threshold
+                total = self._total(star_id, self._oldest(self.clock()))
+                if total >= self.threshold or star_id in self.popular:
+                    self._publish_one(star_id, total)
+                return total >= self.threshold
             case PopularCounts():
-                oldest = self._oldest(self.clock())
-                totals = {sid: self._total(sid, oldest) for sid in list(self.counts)}
-                return {sid: n for sid, n in totals.items() if n >= self.threshold}
+                return self._recompute()
             case Forget(None):
                 self.counts.clear()
+                self._recompute()
                 return None
             case Forget(str(star_id)):
                 self.counts.pop(star_id, None)
+                self._publish_one(star_id, 0)
                 return None
         return await super().receive(message)
+
+    def current(self) -> dict[str, int] | None:
+        """The published popular stars if still current (same time bucket); None: ask."""
+        return self.popular if int(self.clock() // self.width) == self.popular_slot else None
+
+    def _recompute(self) -> dict[str, int]:
+        now = self.clock()
+        oldest = self._oldest(now)
+        totals = {sid: self._total(sid, oldest) for sid in list(self.counts)}
+        self.popular = {sid: n for sid, n in totals.items() if n >= self.threshold}
+        self.popular_slot = int(now // self.width)
+        return self.popular
+
+    def _publish_one(self, star_id: str, total: int) -> None:
+        if self.popular_slot != int(self.clock() // self.width):
+            self._recompute()  # the window slid: everything may have changed
+            return
+        popular = dict(self.popular)
+        if total >= self.threshold:
+            popular[star_id] = total
+        else:
+            popular.pop(star_id, None)
+        self.popular = popular
 
     def _oldest(self, now: float) -> int:
         return int(now // self.width) - BUCKETS + 1

@@ -24,12 +24,9 @@ from .messages import (
     CreateStar,
     DeleteStar,
     GetStar,
-    GetStars,
-    ListStars,
     ReadStored,
     Reload,
     StarChanged,
-    StarPage,
     StarRemoved,
 )
 from .runtime import Actor
@@ -86,11 +83,6 @@ class StarRegistry(Actor):
         match message:
             case GetStar(star_id):
                 return await self._find(star_id)
-            case GetStars(ids):
-                return [s for s in (self.index.get(i) for i in ids) if s is not None]
-            case ListStars(bbox, limit, cursor):
-                stars, next_cursor = self.index.page(limit=limit, cursor=cursor, bbox=bbox)
-                return StarPage(stars, next_cursor)
             case ActiveStars(since):
                 now = self.clock()
                 active = [s for s in self.index if s.last_liked >= since]

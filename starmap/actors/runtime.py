@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
@@ -38,14 +39,17 @@ class ActorStopped(StarmapError, RuntimeError):
 class Envelope:
     """A message and, for an ask, the future its answer goes to."""
 
-    __slots__ = ("message", "reply_to", "taken")
+    __slots__ = ("deadline", "message", "reply_to")
 
-    def __init__(self, message: Any, reply_to: asyncio.Future[Any] | None = None) -> None:
+    def __init__(
+        self, message: Any, reply_to: asyncio.Future[Any] | None = None, deadline: float = math.inf
+    ) -> None:
         self.message = message
         self.reply_to = reply_to
-        # Set when the actor starts on it: from then on the asker waits for the
-        # outcome instead of timing out, so "503" never hides a write that happened.
-        self.taken = False
+        # An ask still queued at its deadline is answered Overloaded instead of handled.
+        # Once the actor has started on it, the asker waits for the outcome: "503" never
+        # hides a write that happened.
+        self.deadline = deadline
 
     @property
     def abandoned(self) -> bool:
@@ -153,7 +157,16 @@ class _Cell:
 
     async def _handle(self, envelopes: list[Envelope]) -> None:
         """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
-        envelopes = [e for e in envelopes if not e.abandoned]
+        now = time.monotonic()
+        fresh = []
+        for envelope in envelopes:
+            if envelope.abandoned:
+                continue
+            if envelope.deadline < now:
+                self._reply(envelope, Overloaded(f"{self.kind}/{self.actor.key} did not get to it in time"))
+                continue
+            fresh.append(envelope)
+        envelopes = fresh
         batchable = self.actor.batchable
         i = 0
         while i < len(envelopes):
@@ -162,8 +175,6 @@ class _Cell:
             while is_batch and j < len(envelopes) and isinstance(envelopes[j].message, batchable):
                 j += 1
             group = envelopes[i:j]
-            for envelope in group:
-                envelope.taken = True
             try:
                 if is_batch:
                     results: list[Any] = await self.actor.receive_batch([e.message for e in group])
@@ -232,12 +243,10 @@ class ActorRef:
         if self._cell.stopped:  # passivated since this ref was taken: wake it again
             self._cell = (await self._system.get(self.kind, self.key))._cell
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        envelope = Envelope(message, future)
-        self._cell.put(envelope)
-        await asyncio.wait([future], timeout=timeout or self._system.ask_timeout)
-        if not future.done() and not envelope.taken:
-            future.cancel()  # still queued: the actor will skip it
-            raise Overloaded(f"{self.kind}/{self.key} did not get to the message in time")
+        deadline = time.monotonic() + (timeout or self._system.ask_timeout)
+        self._cell.put(Envelope(message, future, deadline))
+        # No timer per ask (the hot path): the actor checks the deadline when it gets to
+        # the message; a cancelled asker (a client gone) leaves a future it skips.
         return await future
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..actors.messages import ClearAll
 from ..keys import ACTORS, SETTINGS
+from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .problems import problem
@@ -35,7 +36,7 @@ async def clear_stars(request: web.Request) -> web.Response:
     if (refused := _refusal(request)) is not None:
         return refused
     count: int = await request.config_dict[ACTORS].registry.ask(ClearAll(), timeout=300)
-    return web.json_response({"message": f"removed {count} stars", "count": count})
+    return json_response({"message": f"removed {count} stars", "count": count})
 
 
 @doc("Admin status", tag="admin", params=(API_KEY,), responses={200: "AdminStatus", 401: P, 503: P})
@@ -43,7 +44,7 @@ async def admin_status(request: web.Request) -> web.Response:
     if (refused := _refusal(request)) is not None:
         return refused
     settings = request.config_dict[SETTINGS]
-    return web.json_response(
+    return json_response(
         {
             "admin_configured": True,
             "environment": settings.server.environment.value,

@@ -10,6 +10,7 @@ from aiohttp import web
 from ..actors.messages import ActiveStars, CreateStar, GetStar, ReadStored
 from ..keys import ACTORS, BRIGHTNESS, MIRROR, RELAY, SETTINGS, STORE
 from ..storage import TABLES, describe_store
+from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
 
@@ -19,7 +20,7 @@ __all__ = ("active_stars", "actor", "actors", "add_test_star", "cache_stats", "t
 @doc("Live actors (not in production)", tag="debug", responses={200: "Any"})
 async def actors(request: web.Request) -> web.Response:
     """Every live actor: kind, key, mailbox depth, processed, idle seconds, last error."""
-    return web.json_response(request.config_dict[ACTORS].system.snapshot())
+    return json_response(request.config_dict[ACTORS].system.snapshot())
 
 
 @doc("One live actor's state (not in production)", tag="debug", responses={200: "Any", 404: P})
@@ -29,7 +30,7 @@ async def actor(request: web.Request) -> web.Response:
     cell = request.config_dict[ACTORS].system.live(kind, key)
     if cell is None:
         raise web.HTTPNotFound(text=f"no live actor {kind}/{key}")
-    return web.json_response({**cell.snapshot(), "state": cell.actor.state()})
+    return json_response({**cell.snapshot(), "state": cell.actor.state()})
 
 
 @doc("Tables and entity counts (not in production)", tag="debug", responses={200: "Any", 503: P})
@@ -38,7 +39,7 @@ async def table_info(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     settings = request.config_dict[SETTINGS]
     counts = {table: await store.count(table) for table in TABLES}
-    return web.json_response(
+    return json_response(
         {
             "backend": store.kind,
             "location": describe_store(settings),
@@ -56,7 +57,7 @@ async def active_stars(request: web.Request) -> web.Response:
     cutoff = now - window
     stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(cutoff))
     model = request.config_dict[BRIGHTNESS]
-    return web.json_response(
+    return json_response(
         {
             "now": now,
             "window_seconds": window,
@@ -92,7 +93,7 @@ async def add_test_star(request: web.Request) -> web.Response:
     via_registry = await registry.ask(GetStar(created.id))
     stored = await registry.ask(ReadStored(created.id))
     model, now = request.config_dict[BRIGHTNESS], time.time()
-    return web.json_response(
+    return json_response(
         {
             "created": created.to_json(model, now, is_popular=False),
             "registry": via_registry.to_json(model, now, is_popular=False),
@@ -108,5 +109,5 @@ async def cache_stats(request: web.Request) -> web.Response:
     """The Redis mirror and event relay: hits, misses, state."""
     mirror, relay = request.config_dict.get(MIRROR), request.config_dict.get(RELAY)
     if mirror is None or relay is None:
-        return web.json_response({"redis": "not configured"})
-    return web.json_response({**mirror.stats(), "events": relay.stats()})
+        return json_response({"redis": "not configured"})
+    return json_response({**mirror.stats(), "events": relay.stats()})

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..errors import StorageUnavailable
 from ..keys import REDIS, SETTINGS, STORE
+from .jsonio import json_response
 from .openapi import doc
 
 __all__ = ("health", "liveness", "readiness")
@@ -27,7 +28,7 @@ def _now() -> str:
 @doc("Service health", tag="health", responses={200: "Health"})
 async def health(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
-    return web.json_response(
+    return json_response(
         {
             "status": "healthy",
             "version": settings.version,
@@ -39,7 +40,7 @@ async def health(request: web.Request) -> web.Response:
 
 @doc("Liveness: the process answers", tag="health", responses={200: "Liveness"})
 async def liveness(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive", "timestamp": _now()})
+    return json_response({"status": "alive", "timestamp": _now()})
 
 
 @doc(
@@ -63,4 +64,4 @@ async def readiness(request: web.Request) -> web.Response:
         "services": {"storage": storage, "redis": link.describe() if link is not None else "not configured"},
         "timestamp": _now(),
     }
-    return web.json_response(body, status=200 if ready else 503)
+    return json_response(body, status=200 if ready else 503)

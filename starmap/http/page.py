@@ -8,6 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from ..keys import SETTINGS
+from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
 
@@ -47,7 +48,7 @@ async def static(request: web.Request) -> web.FileResponse:
 async def config(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     stars = settings.stars
-    return web.json_response(
+    return json_response(
         {
             "brightness_half_life": stars.brightness_half_life,
             "like_boost": stars.like_boost,

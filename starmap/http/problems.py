@@ -20,6 +20,7 @@ from ..errors import (
     StorageUnavailable,
     ValidationFailed,
 )
+from .jsonio import json_response
 
 __all__ = ("PROBLEM_JSON", "error_middleware", "problem")
 
@@ -55,7 +56,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    answer = web.json_response(body, status=status, content_type=PROBLEM_JSON)
+    answer = json_response(body, status=status, content_type=PROBLEM_JSON)
     if headers:
         answer.headers.update(headers)
     return answer

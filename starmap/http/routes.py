@@ -9,8 +9,9 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..keys import METRICS, SETTINGS
+from ..keys import LIST_CACHE, METRICS, SETTINGS
 from . import admin, debug, health, page, sse, stars, users
+from .jsonio import json_response
 from .openapi import build, doc
 
 OPENAPI: Final[web.AppKey[dict[str, Any]]] = web.AppKey("openapi")
@@ -36,6 +37,7 @@ def add_route(app: web.Application, method: str, path: str, handler: Handler) ->
 
 
 def setup_routes(app: web.Application) -> None:
+    app[LIST_CACHE] = stars.ListCache()
     add_route(app, "GET", "/", page.index)
     add_route(app, "GET", "/static/{name}", page.static)
     add_route(app, "GET", "/config.json", page.config)
@@ -78,7 +80,7 @@ def setup_routes(app: web.Application) -> None:
 
 @doc("This document (OpenAPI 3.1)", tag="ops", responses={200: "Any"})
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 async def _build_openapi(app: web.Application) -> None:

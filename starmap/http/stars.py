@@ -6,6 +6,8 @@ import math
 import time
 from typing import Any, Final
 
+import attrs
+import orjson
 from aiohttp import web
 from yarl import URL
 
@@ -15,17 +17,15 @@ from ..actors.messages import (
     CreateStar,
     DeleteStar,
     GetStar,
-    GetStars,
     Like,
-    ListStars,
-    PopularCounts,
     RateDecision,
-    StarPage,
 )
 from ..errors import ValidationFailed
-from ..keys import ACTORS, BRIGHTNESS, METRICS, SETTINGS
+from ..index import StarIndex
+from ..keys import ACTORS, BRIGHTNESS, LIST_CACHE, METRICS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
+from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .paging import link_next, parse_limit
@@ -50,9 +50,11 @@ __all__ = (
     "list_stars",
     "popular_stars",
     "render_stars",
+    "ListCache",
 )
 
 MAX_BATCH_IDS: Final = 100
+LIST_CACHE_SECONDS: Final = 1.0
 
 
 def _star_id(request: web.Request) -> str:
@@ -65,9 +67,39 @@ def _star_id(request: web.Request) -> str:
 
 async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
     """Stars as JSON, brightness at now and ``is_popular`` from the tracker."""
-    popular = await request.config_dict[ACTORS].popularity.ask(PopularCounts())
+    popular = await request.config_dict[ACTORS].popular()
     model, now = request.config_dict[BRIGHTNESS], time.time()
     return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
+
+
+@attrs.define
+class ListCache:
+    """The whole list, rendered once and served as bytes until it changes (or 1 s passes).
+
+    Brightness is computed at render time, so a cached list is at most
+    ``LIST_CACHE_SECONDS`` behind the decay; any change to a star or to the popular
+    set renders it anew.
+    """
+
+    index: StarIndex | None = None
+    version: int = -1
+    popular: dict[str, int] | None = None
+    rendered_at: float = 0.0
+    body: bytes = b""
+
+    def get(self, index: StarIndex, popular: dict[str, int], now: float) -> bytes | None:
+        fresh = (self.index is index and self.version == index.version and self.popular is popular
+                 and now - self.rendered_at < LIST_CACHE_SECONDS)  # fmt: skip
+        return self.body if fresh else None
+
+    def put(self, index: StarIndex, popular: dict[str, int], now: float, body: bytes) -> None:
+        self.index, self.version, self.popular, self.rendered_at, self.body = (
+            index,
+            index.version,
+            popular,
+            now,
+            body,
+        )
 
 
 def _parse_bbox(raw: str | None) -> BBox | None:
@@ -90,10 +122,20 @@ def _parse_bbox(raw: str | None) -> BBox | None:
 )
 async def list_stars(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
-    message = ListStars(bbox=_parse_bbox(request.query.get("bbox")), limit=limit, cursor=cursor)
-    page: StarPage = await request.config_dict[ACTORS].registry.ask(message)
-    answer = web.json_response(await render_stars(request, page.stars))
-    link_next(request, answer, page.next_cursor)
+    bbox = _parse_bbox(request.query.get("bbox"))
+    actors = request.config_dict[ACTORS]
+    index = actors.stars()
+    if limit is None and bbox is None:  # the whole sky: the hot read of every map page
+        cache, popular, now = request.config_dict[LIST_CACHE], await actors.popular(), time.time()
+        body = cache.get(index, popular, now)
+        if body is None:
+            model = request.config_dict[BRIGHTNESS]
+            body = orjson.dumps([s.to_json(model, now, is_popular=s.id in popular) for s in index])
+            cache.put(index, popular, now, body)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
+    stars, next_cursor = index.page(limit=limit, cursor=cursor, bbox=bbox)
+    answer = json_response(await render_stars(request, stars))
+    link_next(request, answer, next_cursor)
     return answer
 
 
@@ -110,16 +152,20 @@ async def create_star(request: web.Request) -> web.Response:
     )
     star: Star = await request.config_dict[ACTORS].registry.ask(command)
     [rendered] = await render_stars(request, [star])
-    answer = web.json_response(rendered, status=201)
+    answer = json_response(rendered, status=201)
     answer.headers["Location"] = str(URL("/stars") / star.id)
     return answer
 
 
 @doc("One star", tag="stars", responses={200: "Star", 404: P, **UNAVAILABLE})
 async def get_star(request: web.Request) -> web.Response:
-    star: Star = await request.config_dict[ACTORS].registry.ask(GetStar(_star_id(request)))
+    star_id = _star_id(request)
+    actors = request.config_dict[ACTORS]
+    star = actors.stars().get(star_id)
+    if star is None:  # not in this replica's index (yet): the registry's point read
+        star = await actors.registry.ask(GetStar(star_id))
     [rendered] = await render_stars(request, [star])
-    return web.json_response(rendered)
+    return json_response(rendered)
 
 
 @doc(
@@ -131,23 +177,15 @@ async def get_stars_batch(request: web.Request) -> web.Response:
     ids = [i for i in request.match_info["ids"].split(",") if i]
     if len(ids) > MAX_BATCH_IDS:
         raise ValidationFailed({"ids": f"at most {MAX_BATCH_IDS} ids, not {len(ids)}"})
-    valid = tuple(dict.fromkeys(i for i in ids if _is_id(i)))
-    stars: list[Star] = await request.config_dict[ACTORS].registry.ask(GetStars(valid))
-    return web.json_response(await render_stars(request, stars))
-
-
-def _is_id(value: str) -> bool:
-    try:
-        check_id(value)
-    except ValueError:
-        return False
-    return True
+    index = request.config_dict[ACTORS].stars()
+    stars = [s for s in (index.get(i) for i in dict.fromkeys(ids)) if s is not None]
+    return json_response(await render_stars(request, stars))
 
 
 @doc("Delete a star", tag="stars", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_star(request: web.Request) -> web.Response:
     star_id = await request.config_dict[ACTORS].registry.ask(DeleteStar(_star_id(request)))
-    return web.json_response({"id": star_id, "status": "deleted"})
+    return json_response({"id": star_id, "status": "deleted"})
 
 
 def client_identity(request: web.Request) -> str:
@@ -188,7 +226,7 @@ async def like_star(request: web.Request) -> web.Response:
         return problem(429, detail, headers=headers)
     counter = await actors.like_counter(star_id)
     result = await counter.ask(Like(user_id=body.user_id))
-    return web.json_response(result, headers=headers)
+    return json_response(result, headers=headers)
 
 
 @doc(
@@ -199,14 +237,15 @@ async def like_star(request: web.Request) -> web.Response:
 async def active_stars(request: web.Request) -> web.Response:
     window = request.config_dict[SETTINGS].redis.popularity_window
     stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
-    return web.json_response(await render_stars(request, stars))
+    return json_response(await render_stars(request, stars))
 
 
 @doc("Popular stars, most liked first", tag="stars", responses={200: "StarList", **UNAVAILABLE})
 async def popular_stars(request: web.Request) -> web.Response:
     actors = request.config_dict[ACTORS]
-    counts: dict[str, int] = await actors.popularity.ask(PopularCounts())
-    ranked = tuple(sorted(counts, key=lambda sid: counts[sid], reverse=True))
-    stars: list[Star] = await actors.registry.ask(GetStars(ranked))
+    counts = await actors.popular()
+    index = actors.stars()
+    ranked = sorted(counts, key=lambda sid: counts[sid], reverse=True)
+    stars = [s for s in map(index.get, ranked) if s is not None]
     model, now = request.config_dict[BRIGHTNESS], time.time()
-    return web.json_response([s.to_json(model, now, is_popular=True) for s in stars])
+    return json_response([s.to_json(model, now, is_popular=True) for s in stars])

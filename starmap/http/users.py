@@ -7,13 +7,12 @@ from typing import Final, cast
 from aiohttp import web
 from yarl import URL
 
-from ..actors.messages import GetStars
 from ..actors.users import CreateUser, DeleteUser, GetUser, ListUsers, UpdateUser, UserPage, UserStarIds
 from ..errors import ValidationFailed
 from ..keys import ACTORS
-from ..stars import Star
 from ..users import RELATIONS, Relation, User
 from .body import load_body
+from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .paging import link_next, parse_limit
@@ -42,7 +41,7 @@ def _user_id(request: web.Request) -> str:
 async def list_users(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
     page: UserPage = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
-    answer = web.json_response([u.to_json() for u in page.users])
+    answer = json_response([u.to_json() for u in page.users])
     link_next(request, answer, page.next_cursor)
     return answer
 
@@ -51,7 +50,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     body = await load_body(request, UserIn, converter)
     user: User = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
-    answer = web.json_response(user.to_json(), status=201)
+    answer = json_response(user.to_json(), status=201)
     answer.headers["Location"] = str(URL("/users") / user.id)
     return answer
 
@@ -59,7 +58,7 @@ async def create_user(request: web.Request) -> web.Response:
 @doc("One user", tag="users", responses={200: "User", 404: P, **UNAVAILABLE})
 async def get_user(request: web.Request) -> web.Response:
     user: User = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
-    return web.json_response(user.to_json())
+    return json_response(user.to_json())
 
 
 @doc(
@@ -72,13 +71,13 @@ async def update_user(request: web.Request) -> web.Response:
     user_id = _user_id(request)
     body = await load_body(request, UserIn, converter)
     user: User = await request.config_dict[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
-    return web.json_response(user.to_json())
+    return json_response(user.to_json())
 
 
 @doc("Delete a user (their stars stay)", tag="users", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_user(request: web.Request) -> web.Response:
     user_id = await request.config_dict[ACTORS].users.ask(DeleteUser(_user_id(request)))
-    return web.json_response({"id": user_id, "status": "deleted"})
+    return json_response({"id": user_id, "status": "deleted"})
 
 
 @doc(
@@ -94,5 +93,6 @@ async def user_stars(request: web.Request) -> web.Response:
         raise ValidationFailed({"relation": f"must be one of {', '.join(RELATIONS)}"})
     actors = request.config_dict[ACTORS]
     ids: list[str] = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
-    stars: list[Star] = await actors.registry.ask(GetStars(tuple(ids)))
-    return web.json_response(await render_stars(request, stars))
+    index = actors.stars()
+    stars = [s for s in map(index.get, ids) if s is not None]
+    return json_response(await render_stars(request, stars))

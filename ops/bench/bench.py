@@ -1,0 +1,324 @@
+"""Star Map benchmarks: real processes, wrk for HTTP, an asyncio client for SSE, JSON out.
+
+    .venv/bin/python ops/bench/bench.py                      # every scenario, embedded mode
+    .venv/bin/python ops/bench/bench.py --mode azurite       # Azurite + Redis (likes)
+    .venv/bin/python ops/bench/bench.py --only likes,get     # some scenarios
+
+Each HTTP scenario also runs the same wrk load against a bare aiohttp handler
+(ops/bench/bare.py) in the same run and reports the ratio: these machines are
+noisy, so ratios are what we compare. See ops/bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from starmap.settings import load_settings  # noqa: E402
+from starmap.stars import STARS, Star, bucket, star_to_entity  # noqa: E402
+from starmap.storage import TABLES, Op, open_store  # noqa: E402
+from tests.rig import Azurite, RedisServer, StarmapProcess, free_port, wait_for_port  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+WRK_SCRIPT = HERE / "wrk.lua"
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def get(url: str, timeout: float = 60) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - loopback only
+        return json.loads(answer.read())
+
+
+def wrk(url: str, *, path: str, method: str = "GET", connections: int = 64, seconds: int = 10,
+        stars: int = 1000) -> dict[str, Any]:  # fmt: skip
+    """One wrk run; its JSON summary plus throughput."""
+    env = {**os.environ, "WRK_PATH": path, "WRK_METHOD": method, "STARS": str(stars)}
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("JSON"))
+    summary: dict[str, Any] = json.loads(line[4:])
+    summary["rps"] = round(summary["requests"] / summary["seconds"], 1)
+    return summary
+
+
+@contextmanager
+def bare_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(port)])
+    try:
+        wait_for_port(port, proc, 15, "bare aiohttp")  # type: ignore[arg-type]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def seed(env: dict[str, str], count: int) -> list[str]:
+    """Write ``count`` stars straight into the store (100 per batch), as a long-lived map would have."""
+    settings = load_settings(env, root=ROOT)
+
+    async def write() -> list[str]:
+        store = open_store(settings)
+        await store.ensure_tables(TABLES)
+        now = time.time()
+        by_partition: dict[str, list[Star]] = {}
+        for i in range(1, count + 1):
+            sid = f"s{i}"
+            star = Star(sid, ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1, f"star number {i}",
+                        100.0, now, 0, now + i * 1e-6, now)  # fmt: skip
+            by_partition.setdefault(bucket(sid), []).append(star)
+        for stars in by_partition.values():
+            for start in range(0, len(stars), 100):
+                await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in stars[start : start + 100]])
+        await store.close()
+        return [f"s{i}" for i in range(1, count + 1)]
+
+    return asyncio.run(write())
+
+
+class Mode:
+    """Where the service keeps its data: a temp dir, and Azurite + Redis in that mode."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.services: list[Any] = []
+        self.env: dict[str, str] = {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}
+        if name == "azurite":
+            azurite, redis = Azurite(workdir / "azurite"), RedisServer(workdir / "redis")
+            azurite.start()
+            redis.start()
+            self.services = [azurite, redis]
+            self.env |= {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string, "REDIS_HOST": "127.0.0.1",
+                         "REDIS_PORT": str(redis.port)}  # fmt: skip
+
+    def server_env(self, label: str, **extra: str) -> dict[str, str]:
+        return {**self.env, "DATA_DIR": str(self.workdir / label), "STORAGE_TABLE_PREFIX": label, **extra}
+
+    def start(self, label: str, **extra: str) -> StarmapProcess:
+        proc = StarmapProcess(self.workdir / f"{label}-proc", self.server_env(label, **extra))
+        proc.start_timeout = 120
+        proc.start()
+        return proc
+
+    def close(self) -> None:
+        for service in self.services:
+            service.stop()
+
+
+def ratio(ours: dict[str, Any], bare: dict[str, Any]) -> float:
+    return round(ours["rps"] / bare["rps"], 3) if bare["rps"] else 0.0
+
+
+def scenario_likes(mode: Mode, seconds: int) -> dict[str, Any]:
+    label = "likes"
+    seed(mode.server_env(label), 1000)
+    server = mode.start(label, API_RATE_LIMIT_TIMES="1000000000")
+    try:
+        ours = wrk(server.url, path="/stars/{id}/like", method="POST", seconds=seconds)
+        time.sleep(0.5)
+        counted = sum(s["likes"] for s in get(f"{server.url}/stars"))
+        rss = rss_kb(server.proc.pid)  # type: ignore[union-attr]
+    finally:
+        server.stop()
+    # Every acknowledged like is in the store: read back after a restart.
+    again = mode.start(label)
+    try:
+        durable = sum(s["likes"] for s in get(f"{again.url}/stars"))
+    finally:
+        again.stop()
+    with bare_server() as bare_url:
+        bare = wrk(bare_url, path="/stars/{id}/like", method="POST", seconds=seconds)
+    return {
+        "starmap": ours, "bare": bare, "ratio": ratio(ours, bare), "server_rss_mb": round(rss / 1024, 1),
+        "acknowledged": ours["ok"], "counted": counted, "durable_after_restart": durable,
+        # wrk stops mid-flight: likes it never saw answered may still have landed.
+        "durable_ok": ours["ok"] <= durable <= ours["ok"] + 64,
+    }  # fmt: skip
+
+
+def scenario_get(mode: Mode, seconds: int) -> dict[str, Any]:
+    label = "get"
+    seed(mode.server_env(label), 1000)
+    server = mode.start(label)
+    try:
+        ours = wrk(server.url, path="/stars/{id}", seconds=seconds)
+    finally:
+        server.stop()
+    with bare_server() as bare_url:
+        bare = wrk(bare_url, path="/stars/{id}", seconds=seconds)
+    return {"starmap": ours, "bare": bare, "ratio": ratio(ours, bare)}
+
+
+def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str, Any]:
+    label = "big"
+    started = time.monotonic()
+    seed(mode.server_env(label), count)
+    seeded = time.monotonic() - started
+    begin = time.monotonic()
+    server = mode.start(label)
+    startup = time.monotonic() - begin
+    try:
+        rss_idle = rss_kb(server.proc.pid)  # type: ignore[union-attr]
+        first = time.monotonic()
+        listed = get(f"{server.url}/stars")
+        first_ms = (time.monotonic() - first) * 1000
+        assert len(listed) == count, len(listed)
+        ours = wrk(server.url, path="/stars", connections=4, seconds=seconds)
+        rss_peak = rss_kb(server.proc.pid)  # type: ignore[union-attr]
+    finally:
+        server.stop()
+    return {
+        "stars": count, "seed_seconds": round(seeded, 1), "startup_seconds": round(startup, 2),
+        "first_list_ms": round(first_ms, 1), "list": ours,
+        "rss_idle_mb": round(rss_idle / 1024, 1), "rss_after_lists_mb": round(rss_peak / 1024, 1),
+    }  # fmt: skip
+
+
+async def _subscribe(url: str, count: int, on_chunk: Callable[[bytes], None] | None = None) -> tuple[Any, list[Any]]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None))
+    responses = []
+    for start in range(0, count, 200):
+        batch = await asyncio.gather(*(session.get(f"{url}/events/stars/stream") for _ in range(min(200, count - start))))
+        responses.extend(batch)
+    for response in responses:
+        assert response.status == 200
+        await response.content.readany()  # the retry: field
+    return session, responses
+
+
+async def _sse_memory(url: str, pid: int, counts: list[int]) -> list[dict[str, Any]]:
+    results = []
+    for count in counts:
+        await asyncio.sleep(0.5)
+        before = rss_kb(pid)
+        session, responses = await _subscribe(url, count)
+        await asyncio.sleep(1.0)
+        after = rss_kb(pid)
+        results.append({"subscribers": count, "rss_before_mb": round(before / 1024, 1),
+                        "rss_after_mb": round(after / 1024, 1),
+                        "kb_per_subscriber": round((after - before) / count, 2)})  # fmt: skip
+        for response in responses:
+            response.close()
+        await session.close()
+    return results
+
+
+async def _sse_latency(url: str, subscribers: int, rate: int, seconds: int) -> dict[str, Any]:
+    import aiohttp
+
+    marker = re.compile(rb'"message":"t=(\d+\.\d+)"')
+    latencies: list[float] = []
+    session, responses = await _subscribe(url, subscribers)
+
+    async def read(response: Any) -> None:
+        with_suppress = response.content
+        while True:
+            chunk = await with_suppress.readany()
+            if not chunk:
+                return
+            now = time.time()
+            latencies.extend(now - float(m.group(1)) for m in marker.finditer(chunk))
+
+    readers = [asyncio.ensure_future(read(r)) for r in responses]
+    async with aiohttp.ClientSession() as publisher:
+        interval, sent = 1.0 / rate, 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            body = {"x": 0, "y": 0, "message": f"t={time.time():.6f}"}
+            async with publisher.post(f"{url}/stars", json=body) as answer:
+                assert answer.status == 201
+            sent += 1
+            delay = start + sent * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    await asyncio.sleep(2)
+    for reader in readers:
+        reader.cancel()
+    for response in responses:
+        response.close()
+    await session.close()
+    latencies.sort()
+    expected = sent * subscribers
+    return {
+        "subscribers": subscribers, "events_sent": sent, "events_per_second": round(sent / seconds, 1),
+        "deliveries": len(latencies), "expected_deliveries": expected,
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+    }  # fmt: skip
+
+
+def scenario_sse(mode: Mode, seconds: int, counts: list[int], latency_subscribers: int) -> dict[str, Any]:
+    server = mode.start("sse", SSE_PING_INTERVAL="60")
+    try:
+        pid = server.proc.pid  # type: ignore[union-attr]
+        memory = asyncio.run(_sse_memory(server.url, pid, counts))
+        latency = asyncio.run(_sse_latency(server.url, latency_subscribers, 100, seconds))
+    finally:
+        server.stop()
+    return {"memory": memory, "latency": latency}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["embedded", "azurite"], default="embedded")
+    parser.add_argument("--only", default="likes,get,list,sse", help="comma-separated scenarios")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
+    parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
+    parser.add_argument("--sse", default="1000,5000,10000", help="subscriber counts for the memory scenario")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+    wanted = set(args.only.split(","))
+    report: dict[str, Any] = {"mode": args.mode, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="starmap-bench-") as tmp:
+        mode = Mode(args.mode, Path(tmp))
+        try:
+            if "likes" in wanted:
+                report["likes"] = scenario_likes(mode, args.seconds)
+            if "get" in wanted:
+                report["get_one_star"] = scenario_get(mode, args.seconds)
+            if "list" in wanted:
+                report["list_all_and_startup"] = scenario_list_and_startup(mode, args.seconds, args.stars)
+            if "sse" in wanted:
+                counts = [int(c) for c in args.sse.split(",")]
+                report["sse"] = scenario_sse(mode, args.seconds, counts, latency_subscribers=2000)
+        finally:
+            mode.close()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+-- wrk script for Star Map benchmarks: the path comes from WRK_PATH ("{id}" becomes a
+-- random star id s1..sSTARS), the method from WRK_METHOD; done() prints one JSON line
+-- (prefixed "JSON") that ops/bench/bench.py reads.
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  ok, bad = 0, 0
+  path = os.getenv("WRK_PATH") or "/"
+  method = os.getenv("WRK_METHOD") or "GET"
+  stars = tonumber(os.getenv("STARS") or "1000")
+  math.randomseed(os.time() + (tonumber(tostring({}):sub(8)) or 0))
+end
+
+function request()
+  local p = path:gsub("{id}", "s" .. math.random(1, stars))
+  return wrk.format(method, p)
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  local ok_total, bad_total = 0, 0
+  for _, t in ipairs(threads) do
+    ok_total = ok_total + t:get("ok")
+    bad_total = bad_total + t:get("bad")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'JSON{"requests":%d,"seconds":%.3f,"ok":%d,"non_2xx":%d,"socket_errors":%d,' ..
+    '"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"mean_ms":%.3f}\n',
+    summary.requests, summary.duration / 1e6, ok_total, bad_total,
+    e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.mean / 1000))
+end

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, Final
@@ -22,6 +23,7 @@ __all__ = (
     "AccessLogger",
     "JsonFormatter",
     "RedactSecrets",
+    "BufferedStreamHandler",
     "RequestIdFilter",
     "configure_logging",
 )
@@ -88,9 +90,57 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = time.gmtime
 
 
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines go to the stream in batches: at 64 KiB, every ``interval`` s, and for warnings at once.
+
+    One write per batch instead of one per line (an access line per request was a
+    fifth of a request's cost). At most ``interval`` seconds of INFO lines are lost
+    if the process is killed; errors and warnings are flushed as they come.
+    """
+
+    def __init__(self, stream: Any, *, interval: float = 0.25, limit: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._size = 0
+        self._limit = limit
+        self._interval = interval
+        self._timer: threading.Timer | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            urgent = record.levelno >= logging.WARNING or self._size >= self._limit
+            if not urgent and self._timer is None:
+                self._timer = threading.Timer(self._interval, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            pending, self._pending, self._size = self._pending, [], 0
+            timer, self._timer = self._timer, None
+            if pending:
+                self.stream.write("".join(pending))
+            super().flush()
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
 def configure_logging(settings: Settings) -> None:
     """Root logging for the process, from the settings."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactSecrets(settings.secrets()))
     if settings.log_format is LogFormat.JSON:

@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,7 +18,7 @@ from prometheus_client.registry import Collector
 from .errors import StorageUnavailable
 from .storage import Entity, Op, Page, Stored, TableStore
 
-__all__ = ("InstrumentedStore", "Metrics", "metrics_middleware")
+__all__ = ("METHODS", "InstrumentedStore", "Metrics")
 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -104,29 +102,6 @@ def gauge(
 
 def counter(name: str, documentation: str, value: float) -> Metric:
     return CounterMetricFamily(name, documentation, value=value)
-
-
-def metrics_middleware(metrics: Metrics) -> Middleware:
-    """Count and time every request by its route template (not its path: no id explosion)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else "unmatched"
-            method = request.method if request.method in METHODS else "OTHER"  # no label explosion
-            metrics.observe_request(method, route, status, time.perf_counter() - started)
-
-    return middleware
 
 
 class InstrumentedStore:

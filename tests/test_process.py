@@ -84,7 +84,7 @@ def test_secrets_never_reach_the_logs(make_process: MakeProcess, backend: str) -
             get_json(f"{proc.url}{path}")
     proc.stop()
     log = proc.log()
-    assert '"path": "/health/readiness"' in log  # the request lines are there
+    assert '"path":"/health/readiness"' in log  # the request lines are there
     conn = proc.environ["AZURE_STORAGE_CONNECTION_STRING"]
     key = conn.split("AccountKey=")[1].split(";")[0]
     for secret in ("admin-key-do-not-log", conn, key):

@@ -10,6 +10,7 @@ unknown (a timeout) recognises it landed instead of counting it twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -31,6 +32,10 @@ __all__ = ("LikeCounter",)
 log = logging.getLogger(__name__)
 
 KIND: Final = "likes"
+# Batch ids: this process (random, so replicas and restarts differ) and one counter for
+# the process, so an id never repeats on any star's list of recent batches.
+_ORIGIN: Final = uuid.uuid4().hex[:8]
+_BATCHES: Final = itertools.count(1)
 MAX_CONFLICTS: Final = 20
 
 
@@ -109,7 +114,7 @@ class LikeCounter(Actor):
 
     async def _commit(self, count: int) -> Star:
         """One durable write for ``count`` likes; the new state. Nothing changes on failure."""
-        batch_id = uuid.uuid4().hex[:12]
+        batch_id = f"{_ORIGIN}{next(_BATCHES):x}"
         deadline = time.monotonic() + self.write_deadline
         self.in_flight = count
         conflicts = 0

@@ -106,6 +106,7 @@ class _Cell:
         self.last_error: str | None = None
         self.last_active = time.monotonic()
         self.stopped = False
+        self.busy = False
         self.done = asyncio.get_running_loop().create_future()
 
     def put(self, envelope: Envelope) -> None:
@@ -135,15 +136,8 @@ class _Cell:
                 self.done.set_result(None)
 
     async def _loop(self) -> None:
-        timeout = self.actor.idle_timeout
         while True:
-            try:
-                first = await asyncio.wait_for(self.mailbox.get(), timeout)
-            except TimeoutError:
-                if self.mailbox.empty():
-                    self._retire()  # no await between the check and leaving the registry
-                    return
-                continue
+            first = await self.mailbox.get()  # no timer per message: the system's reaper passivates
             if first is _STOP:
                 return
             batch = [first]
@@ -153,7 +147,18 @@ class _Cell:
                     await self._handle(batch)
                     return
                 batch.append(envelope)
-            await self._handle(batch)
+            self.busy = True
+            try:
+                await self._handle(batch)
+            finally:
+                self.busy = False
+
+    @property
+    def idle_for(self) -> float:
+        """Seconds with nothing to do (0 while busy or with mail waiting)."""
+        if self.busy or not self.mailbox.empty():
+            return 0.0
+        return time.monotonic() - self.last_active
 
     async def _handle(self, envelopes: list[Envelope]) -> None:
         """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
@@ -267,6 +272,7 @@ class ActorSystem:
         self._cells: dict[tuple[str, str], _Cell] = {}
         self._stopping: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._closed = False
+        self._reaper: aiojobs.Job[None] | None = None
 
     def register(self, kind: str, factory: Callable[[str], Actor]) -> None:
         self._factories[kind] = factory
@@ -282,7 +288,20 @@ class ActorSystem:
             self._cells[(kind, key)] = cell
             predecessor = self._stopping.get((kind, key))
             await self.scheduler.spawn(cell.run(predecessor), name=f"actor {kind}/{key}")
+            idle = cell.actor.idle_timeout
+            if idle is not None and self._reaper is None:
+                self._reaper = await self.scheduler.spawn(self._reap(idle), name="actor reaper")
         return ActorRef(self, cell)
+
+    async def _reap(self, idle: float) -> None:
+        """Passivate actors idle past their ``idle_timeout``: one loop, not a timer per message."""
+        interval = min(5.0, max(0.01, idle / 2))
+        while not self._closed:
+            await asyncio.sleep(interval)
+            for (kind, key), cell in list(self._cells.items()):
+                timeout = cell.actor.idle_timeout
+                if timeout is not None and cell.idle_for >= timeout:
+                    self.stop_actor(kind, key)
 
     def live(self, kind: str, key: str) -> _Cell | None:
         return self._cells.get((kind, key))
@@ -318,6 +337,8 @@ class ActorSystem:
         counters before the registry they report to); the rest after.
         """
         self._closed = True
+        if self._reaper is not None:
+            await self._reaper.close()
         order = list(kinds_in_order)
         rest = sorted({kind for kind, _ in self._cells} - set(order))
         for kind in [*order, *rest]:

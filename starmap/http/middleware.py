@@ -1,18 +1,24 @@
-"""Request ids: honoured when a client (or the ingress) sends a sane one, made otherwise."""
+"""The outermost middleware: a request id for the logs, and the request counted and timed.
+
+Request ids are honoured when a client (or the ingress) sends a sane one, made
+otherwise. One middleware for both: every layer costs a coroutine per request.
+"""
 
 from __future__ import annotations
 
 import itertools
 import re
+import time
 import uuid
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from ..logs import REQUEST_ID, REQUEST_ID_KEY
+from ..metrics import METHODS, Metrics
 
-__all__ = ("HEADER", "add_request_id_header", "request_id_middleware")
+__all__ = ("HEADER", "add_request_id_header", "observe_middleware")
 
 HEADER: Final = "X-Request-ID"
 # Anything else (CR/LF, quotes, very long) is replaced: the id goes into logs and headers.
@@ -22,17 +28,32 @@ _PROCESS: Final = uuid.uuid4().hex[:12]
 _COUNTER: Final = itertools.count(1)
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Set the request's id for its log lines; the answer echoes it (see the prepare hook)."""
-    offered = request.headers.get(HEADER, "")
-    request_id = offered if offered and SANE.fullmatch(offered) else f"{_PROCESS}-{next(_COUNTER):x}"
-    request[REQUEST_ID_KEY] = request_id
-    token = REQUEST_ID.set(request_id)
-    try:
-        return await handler(request)
-    finally:
-        REQUEST_ID.reset(token)
+def observe_middleware(metrics: Metrics) -> Middleware:
+    """Give each request its id (for every log line; echoed by the prepare hook), count and time it."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        offered = request.headers.get(HEADER, "")
+        request_id = offered if offered and SANE.fullmatch(offered) else f"{_PROCESS}-{next(_COUNTER):x}"
+        request[REQUEST_ID_KEY] = request_id
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            REQUEST_ID.reset(token)
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            method = request.method if request.method in METHODS else "OTHER"  # no label explosion
+            metrics.observe_request(method, route, status, time.perf_counter() - started)
+
+    return observe
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -16,7 +16,7 @@ from .openapi import build, doc
 
 OPENAPI: Final[web.AppKey[dict[str, Any]]] = web.AppKey("openapi")
 
-__all__ = ("add_route", "setup_cors", "setup_routes")
+__all__ = ("setup_cors", "setup_routes")
 
 # Headers a cross-origin page may read from our answers.
 EXPOSED: tuple[str, ...] = (
@@ -29,53 +29,60 @@ EXPOSED: tuple[str, ...] = (
 )
 
 
-def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Serve ``path`` with and without a trailing slash (no redirect round trip)."""
-    app.router.add_route(method, path, handler)
-    if path != "/":
-        app.router.add_route(method, path + "/", handler)
-
-
 def setup_routes(app: web.Application) -> None:
+    """Every route, with and without a trailing slash (no redirect round trip).
+
+    Order matters for speed: aiohttp tries the routes under one prefix in the order
+    they were added, so the hot ones (likes, one star) come first and the
+    trailing-slash twins last. A fixed path comes before the ``{id}`` it would match.
+    """
     app[LIST_CACHE] = stars.ListCache()
-    add_route(app, "GET", "/", page.index)
-    add_route(app, "GET", "/static/{name}", page.static)
-    add_route(app, "GET", "/config.json", page.config)
-    add_route(app, "GET", "/health", health.health)
-    add_route(app, "GET", "/health/liveness", health.liveness)
-    add_route(app, "GET", "/health/readiness", health.readiness)
-    # The fixed paths first: they would otherwise match /stars/{id}.
-    add_route(app, "GET", "/stars/active", stars.active_stars)
-    add_route(app, "GET", "/stars/popular", stars.popular_stars)
-    add_route(app, "GET", "/stars/batch/{ids}", stars.get_stars_batch)
-    add_route(app, "GET", "/stars", stars.list_stars)
-    add_route(app, "POST", "/stars", stars.create_star)
-    add_route(app, "GET", "/stars/{id}", stars.get_star)
-    add_route(app, "DELETE", "/stars/{id}", stars.delete_star)
-    add_route(app, "POST", "/stars/{id}/like", stars.like_star)
-    add_route(app, "GET", "/users", users.list_users)
-    add_route(app, "POST", "/users", users.create_user)
-    add_route(app, "GET", "/users/{id}", users.get_user)
-    add_route(app, "PUT", "/users/{id}", users.update_user)
-    add_route(app, "DELETE", "/users/{id}", users.delete_user)
-    add_route(app, "GET", "/users/{id}/stars", users.user_stars)
-    add_route(app, "GET", "/events/stars/stream", sse.stars_stream)
-    add_route(app, "GET", "/events/users/stream", sse.users_stream)
-    add_route(app, "GET", "/events/stream", sse.combined_stream)
-    sse.setup_sse(app)
-    add_route(app, "DELETE", "/admin/stars", admin.clear_stars)
-    add_route(app, "GET", "/admin/status", admin.admin_status)
-    add_route(app, "GET", "/metrics", metrics)
-    add_route(app, "GET", "/openapi.json", openapi_json)
-    add_route(app, "GET", "/docs", docs_page)
-    app.on_startup.append(_build_openapi)
+    routes: list[tuple[str, str, Handler]] = [
+        ("POST", "/stars/{id}/like", stars.like_star),
+        ("GET", "/stars/active", stars.active_stars),
+        ("GET", "/stars/popular", stars.popular_stars),
+        ("GET", "/stars/batch/{ids}", stars.get_stars_batch),
+        ("GET", "/stars/{id}", stars.get_star),
+        ("DELETE", "/stars/{id}", stars.delete_star),
+        ("GET", "/stars", stars.list_stars),
+        ("POST", "/stars", stars.create_star),
+        ("GET", "/events/stars/stream", sse.stars_stream),
+        ("GET", "/events/users/stream", sse.users_stream),
+        ("GET", "/events/stream", sse.combined_stream),
+        ("GET", "/users/{id}/stars", users.user_stars),
+        ("GET", "/users/{id}", users.get_user),
+        ("PUT", "/users/{id}", users.update_user),
+        ("DELETE", "/users/{id}", users.delete_user),
+        ("GET", "/users", users.list_users),
+        ("POST", "/users", users.create_user),
+        ("GET", "/", page.index),
+        ("GET", "/static/{name}", page.static),
+        ("GET", "/config.json", page.config),
+        ("GET", "/health", health.health),
+        ("GET", "/health/liveness", health.liveness),
+        ("GET", "/health/readiness", health.readiness),
+        ("DELETE", "/admin/stars", admin.clear_stars),
+        ("GET", "/admin/status", admin.admin_status),
+        ("GET", "/metrics", metrics),
+        ("GET", "/openapi.json", openapi_json),
+        ("GET", "/docs", docs_page),
+    ]
     if not app[SETTINGS].is_production:
-        add_route(app, "GET", "/debug/actors", debug.actors)
-        add_route(app, "GET", "/debug/actors/{kind}/{key}", debug.actor)
-        add_route(app, "GET", "/debug/table-info", debug.table_info)
-        add_route(app, "GET", "/debug/active-stars", debug.active_stars)
-        add_route(app, "POST", "/debug/add-test-star", debug.add_test_star)
-        add_route(app, "GET", "/debug/cache-stats", debug.cache_stats)
+        routes += [
+            ("GET", "/debug/actors", debug.actors),
+            ("GET", "/debug/actors/{kind}/{key}", debug.actor),
+            ("GET", "/debug/table-info", debug.table_info),
+            ("GET", "/debug/active-stars", debug.active_stars),
+            ("POST", "/debug/add-test-star", debug.add_test_star),
+            ("GET", "/debug/cache-stats", debug.cache_stats),
+        ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    for method, path, handler in routes:
+        if path != "/":
+            app.router.add_route(method, path + "/", handler)
+    sse.setup_sse(app)
+    app.on_startup.append(_build_openapi)
 
 
 @doc("This document (OpenAPI 3.1)", tag="ops", responses={200: "Any"})

@@ -33,7 +33,7 @@ if [ ! -f ops/azurite/node_modules/.package-lock.json ] \
     (cd ops/azurite && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-.venv/bin/ruff check starmap tests
-.venv/bin/ruff format --check starmap tests
+.venv/bin/ruff check starmap tests ops/bench
+.venv/bin/ruff format --check starmap tests ops/bench
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

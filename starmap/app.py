@@ -97,7 +97,9 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     """
     settings, link, scheduler = app[SETTINGS], app[REDIS], app[SCHEDULER]
     hub = app[HUB] = Hub(
-        buffer_size=settings.sse.replay_buffer, subscriber_queue=settings.sse.subscriber_queue
+        buffer_size=settings.sse.replay_buffer,
+        subscriber_queue=settings.sse.subscriber_queue,
+        flush_interval=settings.sse.flush_ms / 1000,
     )
     app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
     mirror = None

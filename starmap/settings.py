@@ -132,6 +132,8 @@ class SseSettings:
     max_streams: PositiveInt = env("SSE_MAX_STREAMS", 20_000)
     # A write to a stream that takes longer than this aborts the connection.
     send_timeout: PositiveFloat = env("SSE_SEND_TIMEOUT", 30.0)
+    # Events published within this many ms reach each stream in one write.
+    flush_ms: PositiveFloat = env("SSE_FLUSH_MS", 30.0)
 
 
 @attrs.frozen

@@ -71,7 +71,7 @@ def bare_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(port)])
     try:
-        wait_for_port(port, proc, 15, "bare aiohttp")  # type: ignore[arg-type]
+        wait_for_port(port, proc, 15, "bare aiohttp")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -89,12 +89,14 @@ def seed(env: dict[str, str], count: int) -> list[str]:
         by_partition: dict[str, list[Star]] = {}
         for i in range(1, count + 1):
             sid = f"s{i}"
-            star = Star(sid, ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1, f"star number {i}",
-                        100.0, now, 0, now + i * 1e-6, now)  # fmt: skip
+            x, y = ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1
+            star = Star(sid, x, y, f"star number {i}", 100.0, now, 0, now + i * 1e-6, now)
             by_partition.setdefault(bucket(sid), []).append(star)
         for stars in by_partition.values():
             for start in range(0, len(stars), 100):
-                await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in stars[start : start + 100]])
+                await store.batch(
+                    STARS, [Op("insert", star_to_entity(s)) for s in stars[start : start + 100]]
+                )
         await store.close()
         return [f"s{i}" for i in range(1, count + 1)]
 
@@ -114,8 +116,11 @@ class Mode:
             azurite.start()
             redis.start()
             self.services = [azurite, redis]
-            self.env |= {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string, "REDIS_HOST": "127.0.0.1",
-                         "REDIS_PORT": str(redis.port)}  # fmt: skip
+            self.env |= {
+                "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+                "REDIS_HOST": "127.0.0.1",
+                "REDIS_PORT": str(redis.port),
+            }
 
     def server_env(self, label: str, **extra: str) -> dict[str, str]:
         return {**self.env, "DATA_DIR": str(self.workdir / label), "STORAGE_TABLE_PREFIX": label, **extra}
@@ -200,13 +205,19 @@ def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str,
     }  # fmt: skip
 
 
-async def _subscribe(url: str, count: int, on_chunk: Callable[[bytes], None] | None = None) -> tuple[Any, list[Any]]:
+async def _subscribe(
+    url: str, count: int, on_chunk: Callable[[bytes], None] | None = None
+) -> tuple[Any, list[Any]]:
     import aiohttp
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
+    )
     responses = []
     for start in range(0, count, 200):
-        batch = await asyncio.gather(*(session.get(f"{url}/events/stars/stream") for _ in range(min(200, count - start))))
+        batch = await asyncio.gather(
+            *(session.get(f"{url}/events/stars/stream") for _ in range(min(200, count - start)))
+        )
         responses.extend(batch)
     for response in responses:
         assert response.status == 200
@@ -231,63 +242,101 @@ async def _sse_memory(url: str, pid: int, counts: list[int]) -> list[dict[str, A
     return results
 
 
-async def _sse_latency(url: str, subscribers: int, rate: int, seconds: int) -> dict[str, Any]:
+class _Subscriber(asyncio.Protocol):
+    """A raw SSE subscriber: probes find the send times in what they receive; the rest only read.
+
+    An HTTP client per subscriber (parsing every chunk) would be the bottleneck on
+    these two cores long before the server is; raw sockets keep the client cheap.
+    """
+
+    MARKER = re.compile(rb'"message":"t=(\d+\.\d+)"')
+
+    def __init__(self, probe: bool, latencies: list[float]) -> None:
+        self.probe, self.latencies, self.received = probe, latencies, 0
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(b"GET /events/stars/stream HTTP/1.1\r\nHost: bench\r\n\r\n")  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if not self.ready.done() and b"retry:" in data:
+            self.ready.set_result(None)
+        if self.probe:
+            now = time.time()
+            self.latencies.extend(now - float(m.group(1)) for m in self.MARKER.finditer(data))
+
+
+async def _sse_latency(
+    url: str, subscribers: int, rate: int, seconds: int, probes: int = 50
+) -> dict[str, Any]:
     import aiohttp
 
-    marker = re.compile(rb'"message":"t=(\d+\.\d+)"')
+    host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
-    session, responses = await _subscribe(url, subscribers)
+    loop = asyncio.get_running_loop()
+    connections: list[tuple[asyncio.BaseTransport, _Subscriber]] = []
+    for i in range(subscribers):
+        protocol = _Subscriber(i < probes, latencies)
+        transport, _ = await loop.create_connection(lambda p=protocol: p, host, int(port))  # type: ignore[misc]
+        connections.append((transport, protocol))
+    await asyncio.gather(*(p.ready for _, p in connections))
 
-    async def read(response: Any) -> None:
-        with_suppress = response.content
-        while True:
-            chunk = await with_suppress.readany()
-            if not chunk:
-                return
-            now = time.time()
-            latencies.extend(now - float(m.group(1)) for m in marker.finditer(chunk))
+    async def publish(publisher: aiohttp.ClientSession) -> None:
+        body = {"x": 0, "y": 0, "message": f"t={time.time():.6f}"}  # the send time rides along
+        async with publisher.post(f"{url}/stars", json=body) as answer:
+            assert answer.status == 201
 
-    readers = [asyncio.ensure_future(read(r)) for r in responses]
-    async with aiohttp.ClientSession() as publisher:
-        interval, sent = 1.0 / rate, 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as publisher:
+        interval, sent, inflight = 1.0 / rate, 0, []
         start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            body = {"x": 0, "y": 0, "message": f"t={time.time():.6f}"}
-            async with publisher.post(f"{url}/stars", json=body) as answer:
-                assert answer.status == 201
+        while time.monotonic() - start < seconds:  # at the rate asked, not one after another
+            inflight.append(asyncio.ensure_future(publish(publisher)))
             sent += 1
             delay = start + sent * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+        await asyncio.gather(*inflight)
     await asyncio.sleep(2)
-    for reader in readers:
-        reader.cancel()
-    for response in responses:
-        response.close()
-    await session.close()
+    received = sum(p.received for _, p in connections)
+    for connection, _ in connections:
+        connection.close()
     latencies.sort()
-    expected = sent * subscribers
     return {
-        "subscribers": subscribers, "events_sent": sent, "events_per_second": round(sent / seconds, 1),
-        "deliveries": len(latencies), "expected_deliveries": expected,
+        "subscribers": subscribers, "probes": probes, "events_sent": sent,
+        "events_per_second": round(sent / seconds, 1), "probe_deliveries": len(latencies),
+        "expected_probe_deliveries": sent * probes, "bytes_received_by_all": received,
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
     }  # fmt: skip
 
 
+def _run(coroutine: Any) -> Any:
+    """The client side on uvloop too, where installed: it shares the two cores with the server."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def scenario_sse(mode: Mode, seconds: int, counts: list[int], latency_subscribers: int) -> dict[str, Any]:
-    server = mode.start("sse", SSE_PING_INTERVAL="60")
+    server = mode.start(
+        "sse", SSE_PING_INTERVAL="60", SSE_FLUSH_MS=os.environ.get("BENCH_SSE_FLUSH_MS", "30")
+    )
     try:
         pid = server.proc.pid  # type: ignore[union-attr]
-        memory = asyncio.run(_sse_memory(server.url, pid, counts))
-        latency = asyncio.run(_sse_latency(server.url, latency_subscribers, 100, seconds))
+        memory = _run(_sse_memory(server.url, pid, counts))
+        latency = _run(_sse_latency(server.url, latency_subscribers, 100, seconds))
     finally:
         server.stop()
     return {"memory": memory, "latency": latency}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mode", choices=["embedded", "azurite"], default="embedded")
     parser.add_argument("--only", default="likes,get,list,sse", help="comma-separated scenarios")
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")

@@ -16,7 +16,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..events import TOPICS, Subscription
+from ..events import TOPICS, Hub, Subscription
 from ..keys import HUB, SETTINGS, STREAMS
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
@@ -57,7 +57,7 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
         await response.prepare(request)
         streams.add(response)
         sub.on_drop = lambda: _abort(request)
-        await _pump(response, sub, _retry(settings.retry_ms), settings.send_timeout)
+        await _pump(response, hub, sub, request.transport, _retry(settings.retry_ms), settings.send_timeout)
     except (ConnectionResetError, TimeoutError):
         pass  # the client went away, or stalled and was cut off
     finally:
@@ -66,7 +66,14 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
     return response
 
 
-async def _pump(response: EventSourceResponse, sub: Subscription, first: bytes, send_timeout: float) -> None:
+async def _pump(
+    response: EventSourceResponse,
+    hub: Hub,
+    sub: Subscription,
+    transport: asyncio.Transport | None,
+    first: bytes,
+    send_timeout: float,
+) -> None:
     """Write the retry hint, the replay, then live frames until the subscription ends."""
 
     async def write(payload: bytes) -> None:
@@ -77,8 +84,16 @@ async def _pump(response: EventSourceResponse, sub: Subscription, first: bytes, 
     replay, sub.replay = sub.replay, []
     for payload in replay:
         await write(payload)
-    while (live := await sub.next()) is not None:
+    while transport is None or not hub.go_direct(sub, transport):
+        live = await sub.next()
+        if live is None:
+            return
         await write(live)
+    # Direct: the hub writes each event to the socket itself. The stream ends when the
+    # hub closes it (dropped, shutdown, client gone) or aiohttp-sse's ping finds the
+    # socket dead (its task ends): a callback, not one more task per subscriber.
+    response._ping_task.add_done_callback(lambda _: sub.close())  # type: ignore[union-attr]
+    await sub.ended()
 
 
 def _abort(request: web.Request) -> None:

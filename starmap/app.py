@@ -87,7 +87,9 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = aiojobs.Scheduler(limit=None, exception_handler=on_error)
     app[SCHEDULER] = scheduler
     yield
-    await scheduler.wait_and_close(timeout=app[SETTINGS].server.shutdown_timeout)
+    # The actors have drained by now (their context closes first); what is left are
+    # endless loops (relay, mirror, reaper): cancel them rather than wait.
+    await scheduler.close()
 
 
 async def _actors(app: web.Application) -> AsyncIterator[None]:
@@ -132,6 +134,9 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
             await scheduler.spawn(loop(), name=name)
     yield
     await actors.stop()
+    if link is not None and mirror is not None:  # the last events and mirror writes go out
+        await app[RELAY].drain(within=1.0)
+        await mirror.drain(within=1.0)
 
 
 def _live_metrics(app: web.Application) -> Iterator[Metric]:

@@ -10,6 +10,7 @@ reconnects by itself on the next command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,9 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .settings import RedisSettings
 from .stars import Star, star_from_entity, star_to_entity
@@ -27,9 +30,22 @@ __all__ = ("REDIS_ERRORS", "Mirror", "RedisLink")
 
 log = logging.getLogger(__name__)
 
-# What a Redis call raises when the server is away (OSError covers refused sockets).
-REDIS_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+# What a Redis call can raise; only the first group means the server is away (OSError
+# covers refused sockets). An error Redis answers with (a script's, a command's) is a
+# bug to log, not an outage: it must not flip the service into degraded mode.
+REDIS_DOWN: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+REDIS_ERRORS: Final = (RedisError, *REDIS_DOWN)
 STARTUP_ATTEMPTS: Final = 5
+
+
+async def drained(queue: asyncio.Queue[Any], busy: Callable[[], bool], within: float) -> bool:
+    """Wait (polling: shutdown only) for a writer loop to empty its queue and finish its batch."""
+    deadline = time.monotonic() + within
+    while not queue.empty() or busy():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 class RedisLink:
@@ -90,8 +106,11 @@ class RedisLink:
         """Run one Redis operation, keeping the state: raises what Redis raised."""
         try:
             result = await what()
-        except REDIS_ERRORS as exc:
+        except REDIS_DOWN as exc:
             self.mark_down(exc)
+            raise
+        except RedisError:
+            log.exception("redis refused a command")
             raise
         self.mark_up()
         return result
@@ -121,7 +140,9 @@ class Mirror:
 
     Written after each durable write, in the background (a queue, one writer) so
     a slow or absent Redis never slows a request. Read at start-up so a new
-    replica warms its index without scanning the table store.
+    replica warms its index without scanning the table store, but only while a
+    ``mirror:complete`` marker says it holds every star: a replica that loaded from
+    the store writes everything and sets it; any lost write clears it.
     """
 
     QUEUE: Final = 10_000
@@ -130,6 +151,8 @@ class Mirror:
         self.link = link
         self.bucket_seconds = bucket_seconds
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._stale = False
+        self.busy = False
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -143,9 +166,18 @@ class Mirror:
 
     def _offer(self, op: str, arg: Any) -> None:
         if not self.link.up or self._queue.qsize() >= self.QUEUE:
-            self.skipped += 1  # a stale mirror is only a slower warm-up; the store is the truth
+            # The mirror is now behind the store: it must not warm anyone until rebuilt.
+            self.skipped += 1
+            self._stale = True
             return
         self._queue.put_nowait((op, arg))
+
+    def rebuild(self, stars: list[Star]) -> None:
+        """Write every star (the index just loaded from the store), then mark the mirror complete."""
+        self._stale = False
+        for start in range(0, len(stars), 500):
+            self._offer("save", stars[start : start + 500])
+        self._offer("complete", None)
 
     def star_saved(self, star: Star) -> None:
         self._offer("save", star)
@@ -159,18 +191,25 @@ class Mirror:
     async def run(self) -> None:
         """The writer loop: batches what queued into one pipeline."""
         ttl, pop_ttl = self.link.settings.cache_ttl, self.link.settings.popularity_window * 2
-        index = self.link.key("stars")
+        index, complete = self.link.key("stars"), self.link.key("mirror:complete")
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < 500:
                 batch.append(self._queue.get_nowait())
             pipe = self.link.client.pipeline(transaction=False)
+            if self._stale:  # writes were lost: no replica may warm from this mirror now
+                pipe.delete(complete)
             for op, arg in batch:
                 if op == "save":
-                    key = self._star_key(arg.id)
-                    pipe.hset(key, mapping={k: str(v) for k, v in star_to_entity(arg).items()})
-                    pipe.expire(key, ttl)
-                    pipe.zadd(index, {arg.id: arg.created_at})
+                    for star in arg if isinstance(arg, list) else [arg]:
+                        key = self._star_key(star.id)
+                        pipe.hset(key, mapping={k: str(v) for k, v in star_to_entity(star).items()})
+                        pipe.expire(key, ttl)
+                        pipe.zadd(index, {star.id: star.created_at})
+                    pipe.expire(complete, ttl)
+                elif op == "complete":
+                    if not self._stale:
+                        pipe.set(complete, "1", ex=ttl)
                 elif op == "delete":
                     pipe.delete(self._star_key(arg))
                     pipe.zrem(index, arg)
@@ -179,19 +218,32 @@ class Mirror:
                     slot_key = self._pop_key(int(at // self.bucket_seconds))
                     pipe.zincrby(slot_key, count, star_id)
                     pipe.expire(slot_key, pop_ttl)
+            self.busy = True
             try:
                 await self.link.call(pipe.execute)
                 self.writes += len(batch)
             except REDIS_ERRORS:
                 self.skipped += len(batch)
+                self._stale = True
+            finally:
+                self.busy = False
+
+    async def drain(self, within: float) -> None:
+        """At shutdown: let the writer finish what is queued; if it cannot, unmark the mirror."""
+        if await drained(self._queue, lambda: self.busy, within):
+            return
+        self._stale = True
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.link.call(lambda: self.link.client.delete(self.link.key("mirror:complete")))
 
     async def load_stars(self) -> list[Star] | None:
         """Every star, if the mirror holds them all; None to fall back to the table store."""
         if not self.link.up:
             return None
         try:
+            complete = await self.link.call(lambda: self.link.client.exists(self.link.key("mirror:complete")))
             ids = await self.link.call(lambda: self.link.client.zrange(self.link.key("stars"), 0, -1))
-            if not ids:
+            if not complete or not ids:
                 self.misses += 1
                 return None
             stars: list[Star] = []

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .events import Data, Hub
-from .redis import REDIS_ERRORS, RedisLink
+from .redis import REDIS_ERRORS, RedisLink, drained
 
 __all__ = ("RedisRelay",)
 
@@ -50,6 +50,7 @@ class RedisRelay:
         self._outbox: asyncio.Queue[tuple[str, str, Data, Data]] = asyncio.Queue()
         self.sent = 0
         self.received = 0
+        self.busy = False
 
     @property
     def up(self) -> bool:
@@ -60,6 +61,10 @@ class RedisRelay:
             self.hub.deliver(self.hub.next_local_id(), topic, type_, data)
             return
         self._outbox.put_nowait((topic, type_, data, meta))
+
+    async def drain(self, within: float) -> None:
+        """At shutdown: XADD what is still queued, so other replicas get this replica's last events."""
+        await drained(self._outbox, lambda: self.busy, within)
 
     async def prime(self) -> None:
         """Fill the hub's replay buffers from the stream, and read on from its newest entry."""
@@ -86,12 +91,15 @@ class RedisRelay:
                 if meta:
                     fields["meta"] = json.dumps(meta)
                 pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+            self.busy = True
             try:
                 await self.link.call(pipe.execute)
                 self.sent += len(batch)
             except REDIS_ERRORS:
                 for topic, type_, data, _ in batch:  # they reach this replica's streams at least
                     self.hub.deliver(self.hub.next_local_id(), topic, type_, data)
+            finally:
+                self.busy = False
 
     async def read_loop(self) -> None:
         """One XREAD BLOCK loop from the last id seen; reconnects by itself."""

@@ -50,6 +50,7 @@ class Service:
 
     name = "service"
     start_timeout = 30.0
+    stop_signal = signal.SIGTERM
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -81,10 +82,10 @@ class Service:
         wait_for_port(self.port, self.proc, self.start_timeout, self.name)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait; SIGKILL if it does not go. The exit code."""
+        """The stop signal, wait; SIGKILL if it does not go. The exit code."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(self.stop_signal)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -105,12 +106,17 @@ class Service:
 class RedisServer(Service):
     name = "redis"
 
+    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+        super().__init__(workdir)
+        self.password = password
+
     def command(self) -> list[str]:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run ops/test.sh, which installs it")
-        return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.workdir)]  # fmt: skip
+        cmd = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(self.workdir)]  # fmt: skip
+        return cmd + (["--requirepass", self.password] if self.password else [])
 
     @property
     def url(self) -> str:
@@ -121,6 +127,8 @@ class Azurite(Service):
     """The Azurite table service; in memory unless ``persist`` (then a restart keeps data)."""
 
     name = "azurite"
+    # Azurite saves its database on SIGINT; on SIGTERM it exits without (all is lost).
+    stop_signal = signal.SIGINT
 
     def __init__(self, workdir: Path, *, persist: bool = False) -> None:
         super().__init__(workdir)

@@ -102,8 +102,11 @@ class SseStream:
         if self._iter is None:
             self._iter = self.events()
         async with asyncio.timeout(timeout):
-            async for _ in self._iter:
-                pass
+            try:
+                async for _ in self._iter:
+                    pass
+            except aiohttp.ClientPayloadError:
+                pass  # cut mid-chunk (the server died): ended all the same, as a browser sees it
         return True
 
 

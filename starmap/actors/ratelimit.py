@@ -29,7 +29,7 @@ local new_tat = tat + interval
 if new_tat - now > period + 1e-9 then
   return {0, 0, tostring(tat - now), tostring(new_tat - period - now)}
 end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000))
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(1, math.ceil((new_tat - now) * 1000)))
 local remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
 return {1, remaining, tostring(new_tat - now), '0'}
 """

@@ -70,13 +70,23 @@ class StarRegistry(Actor):
         self.index = StarIndex()
 
     async def on_start(self) -> None:
+        await self._load(warm=True)
+
+    async def _load(self, *, warm: bool) -> None:
+        """Fill the index: from the mirror on a warm start when it is complete, else the store.
+
+        A reload (after events may have been missed) always reads the store: the
+        mirror is written in the background and may be behind it.
+        """
         started = time.monotonic()
-        mirrored = await self.mirror.load_stars() if self.mirror is not None else None
+        mirrored = await self.mirror.load_stars() if warm and self.mirror is not None else None
         if mirrored is not None:
             self.index, source = StarIndex(mirrored), "the redis mirror"
         else:
             stored = [star_from_entity(s.entity) async for s in iter_entities(self.store, STARS)]
             self.index, source = StarIndex(stored), "the table store"
+            if self.mirror is not None:
+                self.mirror.rebuild(stored)
         log.info("star index: %d stars from %s in %.2fs", len(self.index), source, time.monotonic() - started)
 
     async def receive(self, message: Any) -> Any:
@@ -108,7 +118,7 @@ class StarRegistry(Actor):
                     self.on_delete(star_id)
                 return None
             case Reload():
-                await self.on_start()
+                await self._load(warm=False)
                 return len(self.index)
             case ClearAll():
                 return await self._clear()

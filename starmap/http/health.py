@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Final
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from ..errors import StorageUnavailable
 from ..keys import REDIS, SETTINGS, STORE
+from ..redis import REDIS_ERRORS
 from .jsonio import json_response
 from .openapi import doc
 
@@ -59,9 +61,15 @@ async def readiness(request: web.Request) -> web.Response:
         log.warning("readiness: table store unreachable: %s", exc)
         storage = f"unhealthy: {exc or f'no answer within {READINESS_TIMEOUT:g}s'}"
     ready = storage == "healthy"
+    redis = "not configured"
+    if link is not None:
+        with contextlib.suppress(*REDIS_ERRORS):  # a failed ping marks the link degraded
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await link.call(link.client.ping)
+        redis = link.describe()
     body = {
         "status": "ready" if ready else "not_ready",
-        "services": {"storage": storage, "redis": link.describe() if link is not None else "not configured"},
+        "services": {"storage": storage, "redis": redis},
         "timestamp": _now(),
     }
     return json_response(body, status=200 if ready else 503)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -121,6 +122,17 @@ class RedisServer(Service):
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def env(self, prefix: str | None = None) -> dict[str, str]:
+        """The settings that point Star Map here, under its own key prefix (a fresh one by default)."""
+        env = {
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(self.port),
+            "REDIS_KEY_PREFIX": prefix or f"t{uuid.uuid4().hex[:8]}:",
+        }
+        if self.password:
+            env["REDIS_PASSWORD"] = self.password
+        return env
 
 
 class Azurite(Service):

@@ -63,12 +63,7 @@ async def test_kill_9_during_a_storm_on_several_stars_loses_and_doubles_nothing(
 async def test_two_replicas_one_killed_mid_storm(
     make_process: MakeProcess, redis_server: RedisServer, backend: str
 ) -> None:
-    env = {
-        **LIKES,
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": str(redis_server.port),
-        "REDIS_KEY_PREFIX": "crash:",
-    }
+    env = {**LIKES, **redis_server.env()}
     a, b = make_process(**env), make_process(**env)
     for star in STARS[:3]:
         await create_star(a.url, star)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +90,7 @@ async def _ready(url: str) -> bool:
 async def test_a_replica_lost_its_stream_clients_resume_on_another(
     make_process: MakeProcess, redis_server: RedisServer, backend: str
 ) -> None:
-    env = {
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": str(redis_server.port),
-        "REDIS_KEY_PREFIX": f"r{uuid.uuid4().hex[:6]}:",
-    }
+    env = redis_server.env()
     a, b = make_process(**env), make_process(**env)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         on_a = await open_stream(http, f"{a.url}/events/stream")

@@ -134,9 +134,7 @@ async def test_no_secret_in_any_log_line(make_process: MakeProcess, tmp_path: Pa
     try:
         proc: StarmapProcess = make_process(
             ADMIN_API_KEY="admin-key-do-not-log",
-            REDIS_HOST="127.0.0.1",
-            REDIS_PORT=str(redis.port),
-            REDIS_PASSWORD="redis-pass-do-not-log",
+            **redis.env(),
             LOG_LEVEL="DEBUG",
             LOG_FORMAT="json",
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from aiohttp import web
@@ -23,10 +22,7 @@ def backend() -> str:
 
 
 async def redis_client(make_client: MakeClient, redis_server: RedisServer, **env: str) -> Client:
-    prefix = f"u{uuid.uuid4().hex[:8]}:"
-    return await make_client(
-        REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_server.port), REDIS_KEY_PREFIX=prefix, **env
-    )
+    return await make_client(**redis_server.env(), **env)
 
 
 async def test_a_huge_limit_stays_global_and_healthy(

@@ -32,7 +32,7 @@ def replicas(make_process: MakeProcess, redis_server: RedisServer) -> Replicas:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
 
     def start(n: int, redis: RedisServer = redis_server, **env: str) -> list[StarmapProcess]:
-        common = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_KEY_PREFIX": prefix, **env}
+        common = {**redis.env(prefix), **env}
         return [make_process(**common) for _ in range(n)]
 
     return start

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 import attrs
 import orjson
 
-__all__ = ("TOPICS", "Event", "Hub", "Publisher", "Relay", "Subscription", "parse_event_id")
+__all__ = ("SEP", "TOPICS", "Event", "Hub", "Publisher", "Relay", "Subscription", "parse_event_id")
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..events import TOPICS, Hub, Subscription
+from ..events import SEP, TOPICS, Hub, Subscription
 from ..keys import HUB, SETTINGS, STREAMS
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
@@ -33,8 +33,6 @@ TOPICS_PARAM: Final = Param(
 __all__ = ("combined_stream", "setup_sse", "stars_stream", "users_stream")
 
 log = logging.getLogger(__name__)
-
-SEP: Final = "\r\n"
 
 
 def _retry(ms: int) -> bytes:

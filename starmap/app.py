@@ -16,8 +16,7 @@ from .actors import Actors
 from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
-from .http.middleware import add_request_id_header, observe_middleware
-from .http.problems import error_middleware
+from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
 from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
 from .metrics import InstrumentedStore, Metrics, counter, gauge
@@ -177,7 +176,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[observe_middleware(metrics), error_middleware],
+        middlewares=[front_middleware(metrics)],
     )
     app.on_response_prepare.append(add_request_id_header)
     app[METRICS] = metrics

@@ -1,7 +1,8 @@
-"""The outermost middleware: a request id for the logs, and the request counted and timed.
+"""The one middleware: a request id for the logs, every error as problem+json, metrics.
 
 Request ids are honoured when a client (or the ingress) sends a sane one, made
-otherwise. One middleware for both: every layer costs a coroutine per request.
+otherwise. One middleware for all three: aiohttp wraps every middleware in a
+coroutine of its own per request, and this is the hot path of every request.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..logs import REQUEST_ID, REQUEST_ID_KEY
 from ..metrics import METHODS, Metrics
+from .problems import answer_error
 
-__all__ = ("HEADER", "add_request_id_header", "observe_middleware")
+__all__ = ("HEADER", "add_request_id_header", "front_middleware")
 
 HEADER: Final = "X-Request-ID"
 # Anything else (CR/LF, quotes, very long) is replaced: the id goes into logs and headers.
@@ -28,8 +30,9 @@ _PROCESS: Final = uuid.uuid4().hex[:12]
 _COUNTER: Final = itertools.count(1)
 
 
-def observe_middleware(metrics: Metrics) -> Middleware:
-    """Give each request its id (for every log line; echoed by the prepare hook), count and time it."""
+def front_middleware(metrics: Metrics) -> Middleware:
+    """Give each request its id (every log line; echoed by the prepare hook), answer its errors
+    as problems (``answer_error``), count and time it."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -40,10 +43,13 @@ def observe_middleware(metrics: Metrics) -> Middleware:
         started = time.perf_counter()
         status = 500
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = answer_error(request, exc)
             status = response.status
             return response
-        except web.HTTPException as exc:
+        except web.HTTPException as exc:  # a redirect, raised again
             status = exc.status
             raise
         finally:

@@ -8,7 +8,6 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from ..errors import (
@@ -22,7 +21,7 @@ from ..errors import (
 )
 from .jsonio import json_response
 
-__all__ = ("PROBLEM_JSON", "error_middleware", "problem")
+__all__ = ("PROBLEM_JSON", "answer_error", "problem")
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +87,17 @@ def _from_domain_error(exc: StarmapError) -> web.Response:
     return problem(status, str(exc), errors=errors, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as problem+json; an unexpected one is logged and is a 500."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
+def answer_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem+json answer to an error a handler raised (redirects are raised again).
+
+    The one place errors become HTTP: domain errors by their kind, aiohttp's own by
+    their status, anything else logged and answered 500 without its details.
+    """
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _from_http_exception(exc)
-    except StarmapError as exc:
+    if isinstance(exc, StarmapError):
         return _from_domain_error(exc)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return problem(500, "an unexpected error; it has been logged")
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return problem(500, "an unexpected error; it has been logged")

@@ -18,14 +18,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ..errors import NotFound, PreconditionFailed, StorageUnavailable
+from ..errors import NotFound, Overloaded, PreconditionFailed, StorageUnavailable
 from ..events import Publisher
 from ..redis import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
 from ..storage import TableStore
 from ..users import USER_STARS, relation_entity, require_user
 from .messages import Like, Liked, StarChanged
-from .runtime import Actor, ActorRef
+from .runtime import Actor, ActorRef, ActorStopped
 
 __all__ = ("LikeCounter",)
 
@@ -156,9 +156,17 @@ class LikeCounter(Actor):
                 await asyncio.sleep(0.1)
 
     async def _announce(self, star: Star, count: int) -> None:
-        """After a durable write: the index, popularity, and one conflated update event."""
-        self.registry.tell(StarChanged(star))
-        popular = await self.popularity.ask(Liked(star.id, count, star.last_liked))
+        """After a durable write: the index, popularity, and one conflated update event.
+
+        The likes are committed by now, so nothing here may turn them into a 503: a busy
+        registry or tracker costs a stale read model for a moment, not the answer.
+        """
+        popular = False
+        try:
+            self.registry.tell(StarChanged(star))
+            popular = await self.popularity.ask(Liked(star.id, count, star.last_liked))
+        except (Overloaded, ActorStopped) as exc:
+            log.warning("star %s: likes committed, read models not told: %s", star.id, exc)
         if self.mirror is not None:
             self.mirror.star_saved(star)
             self.mirror.liked(star.id, count, star.last_liked)

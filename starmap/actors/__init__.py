@@ -7,11 +7,13 @@ activated per star on first use and passivated when idle.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiojobs
 import attrs
 
+from ..errors import Overloaded
 from ..events import Publisher
 from ..index import StarIndex
 from ..redis import Mirror, RedisLink
@@ -80,8 +82,12 @@ class Actors:
         pop = await system.get(popularity.KIND, popularity.KEY)
 
         def forget(star_id: str) -> None:
+            """After a star's durable deletion: its counter stops, its popularity goes."""
             system.stop_actor(likes.KIND, star_id)
-            pop.tell(Forget(star_id))
+            # The deletion happened: a busy tracker must not turn it into a 503 (its
+            # counts for the star then slide out of the window by themselves).
+            with contextlib.suppress(Overloaded, ActorStopped):
+                pop.tell(Forget(star_id))
 
         star_registry = registry.StarRegistry(
             registry.KEY, store=store, publisher=publisher, brightness=model, on_delete=forget, mirror=mirror

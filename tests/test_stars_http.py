@@ -364,3 +364,17 @@ async def test_likes_on_many_stars_at_once(make_client: MakeClient) -> None:
     answers = await asyncio.gather(*(client.post(f"/stars/{sid}/like") for sid in ids))
     assert [a.status for a in answers] == [200] * 150
     assert {(await a.json())["likes"] for a in answers} == {1}
+
+
+async def test_concurrent_creates_with_clashing_ids(client: Client) -> None:
+    """Creates that queue together are written together; each id still goes to exactly one."""
+    bodies = [{"x": 0, "y": 0, "message": f"m{i}", "id": f"c{i % 10}"} for i in range(30)]
+    answers = await asyncio.gather(*(client.post("/stars", json=b) for b in bodies))
+    created = [await a.json() for a in answers if a.status == 201]
+    assert sorted(a.status for a in answers) == [201] * 10 + [409] * 20
+    assert sorted(s["id"] for s in created) == [f"c{i}" for i in range(10)]
+    assert await stored_count(client) == 10
+    listed = await (await client.get("/stars")).json()
+    assert {s["id"]: s["message"] for s in listed} == {s["id"]: s["message"] for s in created}
+    creates = [e for e in client.app[HUB].recent if e.type == "create"]
+    assert [e.data["id"] for e in creates] == [s["id"] for s in listed]  # announced in creation order

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -45,9 +46,14 @@ class Ready:
 
 
 class StarRegistry(Actor):
-    """One per process. Loads every star at start-up, page by page, into the index."""
+    """One per process. Loads every star at start-up, page by page, into the index.
+
+    Creates that queue up together are written concurrently (they share the store's
+    group commit) and then indexed and announced in the order they were asked.
+    """
 
     kind = KIND
+    batchable = (CreateStar,)
 
     def __init__(
         self,
@@ -98,8 +104,6 @@ class StarRegistry(Actor):
                 active = [s for s in self.index if s.last_liked >= since]
                 active.sort(key=lambda s: self.brightness.at(s.b0, s.t0, now), reverse=True)
                 return active
-            case CreateStar():
-                return await self._create(message)
             case DeleteStar(star_id):
                 return await self._delete(star_id)
             case Ready():
@@ -136,10 +140,31 @@ class StarRegistry(Actor):
             raise NotFound(f"no star {star_id!r}") from None
         return star_from_entity(stored.entity)
 
-    async def _create(self, cmd: CreateStar) -> Star:
-        star_id = cmd.id or str(uuid.uuid4())
-        if star_id in self.index:
-            raise AlreadyExists(f"star id {star_id!r} is taken")
+    async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
+        """Create stars: ids checked in order, written together, indexed and announced in order."""
+        results: list[Any] = [None] * len(messages)
+        planned: list[tuple[int, CreateStar, str]] = []
+        claimed: set[str] = set()
+        for i, cmd in enumerate(messages):
+            star_id = cmd.id or str(uuid.uuid4())
+            if star_id in self.index or star_id in claimed:
+                results[i] = AlreadyExists(f"star id {star_id!r} is taken")
+                continue
+            claimed.add(star_id)
+            planned.append((i, cmd, star_id))
+        written = await asyncio.gather(
+            *(self._write(cmd, sid) for _, cmd, sid in planned), return_exceptions=True
+        )
+        for (i, _, _), outcome in zip(planned, written, strict=True):
+            if isinstance(outcome, Star):
+                self._register(outcome)
+            elif not isinstance(outcome, Exception):
+                raise outcome  # cancellation and the like: not an answer to give
+            results[i] = outcome
+        return results
+
+    async def _write(self, cmd: CreateStar, star_id: str) -> Star:
+        """The durable part of a create: the user checked, the star and its owner's record written."""
         if cmd.user_id is not None:
             await require_user(self.store, cmd.user_id)
         now = self.clock()
@@ -166,12 +191,14 @@ class StarRegistry(Actor):
                 # No star without its owner's record: undo the insert, answer the error.
                 await self.store.delete(STARS, bucket(star_id), star_id)
                 raise
+        return star
+
+    def _register(self, star: Star) -> None:
         self.index.add(star)
         if self.mirror is not None:
             self.mirror.star_saved(star)
-        data = star.to_json(self.brightness, now, is_popular=False)
+        data = star.to_json(self.brightness, self.clock(), is_popular=False)
         self.publisher.publish("stars", "create", data, {"entity": star_to_entity(star)})
-        return star
 
     async def _delete(self, star_id: str) -> str:
         if star_id not in self.index:

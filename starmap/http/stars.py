@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -65,11 +66,17 @@ def _star_id(request: web.Request) -> str:
         raise web.HTTPNotFound(text=f"no star {request.match_info['id']!r}") from None
 
 
+def _as_json(
+    request: web.Request, stars: Iterable[Star], popular: Mapping[str, int], now: float
+) -> list[dict[str, Any]]:
+    """Stars as their JSON objects: brightness at ``now``, ``is_popular`` from ``popular``."""
+    model = request.config_dict[BRIGHTNESS]
+    return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
+
+
 async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
     """Stars as JSON, brightness at now and ``is_popular`` from the tracker."""
-    popular = await request.config_dict[ACTORS].popular()
-    model, now = request.config_dict[BRIGHTNESS], time.time()
-    return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
+    return _as_json(request, stars, await request.config_dict[ACTORS].popular(), time.time())
 
 
 @attrs.define
@@ -129,8 +136,7 @@ async def list_stars(request: web.Request) -> web.Response:
         cache, popular, now = request.config_dict[LIST_CACHE], await actors.popular(), time.time()
         body = cache.get(index, popular, now)
         if body is None:
-            model = request.config_dict[BRIGHTNESS]
-            body = orjson.dumps([s.to_json(model, now, is_popular=s.id in popular) for s in index])
+            body = orjson.dumps(_as_json(request, index, popular, now))
             cache.put(index, popular, now, body)
         return web.Response(body=body, content_type="application/json", charset="utf-8")
     stars, next_cursor = index.page(limit=limit, cursor=cursor, bbox=bbox)
@@ -247,5 +253,4 @@ async def popular_stars(request: web.Request) -> web.Response:
     index = actors.stars()
     ranked = sorted(counts, key=lambda sid: counts[sid], reverse=True)
     stars = [s for s in map(index.get, ranked) if s is not None]
-    model, now = request.config_dict[BRIGHTNESS], time.time()
-    return json_response([s.to_json(model, now, is_popular=True) for s in stars])
+    return json_response(_as_json(request, stars, counts, time.time()))

@@ -60,9 +60,6 @@ class Event:
     payload: bytes = attrs.field(repr=False, eq=False)
     wire: bytes = attrs.field(repr=False, eq=False)  # the payload as one HTTP chunk
 
-    def envelope(self) -> dict[str, Any]:
-        return {"topic": self.topic, "type": self.type, "data": self.data}
-
 
 class Publisher(Protocol):
     """Where actors send what changed; they never know who listens."""

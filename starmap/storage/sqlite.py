@@ -93,7 +93,6 @@ class SqliteStore:
         self._read_conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self.commits = 0  # transactions committed; writes / commits is the group size
 
     # -- plumbing -------------------------------------------------------------
 
@@ -154,7 +153,6 @@ class SqliteStore:
                     conn.execute("RELEASE job")
                     outcomes.append((False, exc))
             conn.execute("COMMIT")
-            self.commits += 1
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

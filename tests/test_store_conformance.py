@@ -6,6 +6,7 @@ Each test runs once per backend (see the ``backend`` fixture); none is skipped.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -32,6 +33,20 @@ async def test_insert_then_get_round_trips_every_value_type(store: TableStore) -
     assert got.entity == entity("p", "r", **props)
     assert type(got.entity["yes"]) is bool
     assert type(got.entity["big"]) is int
+
+
+async def test_non_finite_doubles_round_trip(store: TableStore) -> None:
+    """Rows edited by hand hold NaN and infinities; Azure stores them, so SQLite must too."""
+    await store.insert(T, entity("p", "r", nan=math.nan, up=math.inf, down=-math.inf))
+    got = (await store.get(T, "p", "r")).entity
+    assert math.isnan(got["nan"]) and got["up"] == math.inf and got["down"] == -math.inf
+
+
+async def test_a_table_that_does_not_exist_is_not_found(store: TableStore) -> None:
+    with pytest.raises(NotFound):
+        await store.query("Missing")
+    with pytest.raises(NotFound):
+        await store.get("Missing", "p", "r")
 
 
 async def test_insert_of_an_existing_key_is_refused(store: TableStore) -> None:

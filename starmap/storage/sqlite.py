@@ -74,7 +74,15 @@ def _new_etag() -> str:
 
 def _body(entity: dict[str, Any]) -> str:
     props = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
-    return json.dumps(props, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    # NaN and infinities are Doubles Azure Tables stores too (rows edited by hand have them).
+    return json.dumps(props, ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+
+
+def _error(exc: sqlite3.Error, table: str | None = None) -> Exception:
+    """The project's error for an SQLite one: a missing table is ``NotFound``, as on Azure."""
+    if isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc):
+        return NotFound(f"{table or 'table'}: the table does not exist")
+    return StorageUnavailable(f"sqlite: {exc}")
 
 
 def _stored(pk: str, rk: str, etag: str, body: str) -> Stored:
@@ -107,7 +115,7 @@ class SqliteStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader, call)
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"sqlite: {exc}") from exc
+            raise _error(exc) from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A write, applied by the writer thread in a savepoint of the next group commit."""
@@ -159,7 +167,7 @@ class SqliteStore:
             outcomes = [(False, exc)] * len(jobs)
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             if isinstance(value, sqlite3.Error):
-                ok, value = False, StorageUnavailable(f"sqlite: {value}")
+                ok, value = False, _error(value)
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
 
     def _connect(self) -> sqlite3.Connection:

@@ -14,6 +14,7 @@ from prometheus_client.core import Metric
 
 from .actors import Actors
 from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
+from .control import ReloadWatcher
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.middleware import add_request_id_header, front_middleware
@@ -112,6 +113,14 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     )
     app[ACTORS] = actors
     app[METRICS].watch(lambda: _live_metrics(app))
+
+    async def reload(reason: str) -> None:  # the tables changed under us (an import)
+        await actors.reload_now()
+        hub.resync_all()
+
+    watcher = ReloadWatcher(app[STORE], interval=settings.storage.reload_poll, on_reload=reload)
+    await watcher.start()
+    await scheduler.spawn(watcher.run(), name="reload watcher")
     if link is not None and mirror is not None:
         relay = app[RELAY] = RedisRelay(
             link,

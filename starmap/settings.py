@@ -24,7 +24,7 @@ from dotenv import dotenv_values
 
 from .errors import SettingsError
 
-__all__ = ("Environment", "LogFormat", "Settings", "env_names", "load_settings")
+__all__ = ("Environment", "LogFormat", "Settings", "describe_settings", "env_names", "load_settings")
 
 ENV_FILE_TEMPLATE: Final = "ops/env/.env.{environment}"
 
@@ -89,6 +89,8 @@ class StorageSettings:
     # Azurite resets connections past ~300 requests in flight; Azure throttles too.
     max_concurrency: PositiveInt = env("STORAGE_MAX_CONCURRENCY", 32)
     timeout: PositiveFloat = env("STORAGE_TIMEOUT", 10.0)
+    # How often a replica looks for a reload asked by `starmap import-legacy` or `import`.
+    reload_poll: PositiveFloat = env("STORAGE_RELOAD_POLL_SECONDS", 5.0)
 
     @property
     def uses_azure(self) -> bool:
@@ -360,18 +362,49 @@ def env_names() -> frozenset[str]:
     return frozenset(_ENV_BY_PATH.values())
 
 
+def _env_file(environ: Mapping[str, str], root: Path | None) -> tuple[Path | None, dict[str, str]]:
+    """The env file of ``environ``'s ``ENVIRONMENT`` (None if there is none) and its values."""
+    environment = environ.get("ENVIRONMENT", "").strip().lower() or Environment.DEVELOPMENT.value
+    if environment in set(Environment):
+        env_file = (root or Path.cwd()) / ENV_FILE_TEMPLATE.format(environment=environment)
+        if env_file.is_file():
+            return env_file, {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    return None, {}
+
+
+def describe_settings(
+    settings: Settings, environ: Mapping[str, str], *, root: Path | None = None
+) -> list[tuple[str, str, str]]:
+    """Every variable as (name, effective value, where it came from); secret values redacted."""
+    env_file, from_file = _env_file(environ, root)
+    rows = []
+    for path, field in _env_fields(Settings):
+        name = field.metadata["env"]
+        value = _get_path(settings, path)
+        if field.metadata["secret"]:
+            shown = "<redacted>" if value else "(unset)"
+        elif value is None:
+            shown = "(unset)"
+        elif isinstance(value, tuple):
+            shown = ",".join(str(v) for v in value) or "(none)"
+        else:
+            shown = str(value.value if isinstance(value, enum.Enum) else value)
+        if environ.get(name, "").strip():
+            source = "environment"
+        elif from_file.get(name, "").strip() and env_file is not None:
+            source = str(env_file)
+        else:
+            source = "default"
+        rows.append((name, shown, source))
+    return rows
+
+
 def load_settings(environ: Mapping[str, str], *, root: Path | None = None) -> Settings:
     """Build the settings from ``environ`` and the env file of its ``ENVIRONMENT``.
 
     ``root`` is where ``ops/env/`` is looked for (default: the working directory).
     """
-    environment = environ.get("ENVIRONMENT", "").strip().lower() or Environment.DEVELOPMENT.value
-    merged: dict[str, str] = {}
-    if environment in set(Environment):
-        env_file = (root or Path.cwd()) / ENV_FILE_TEMPLATE.format(environment=environment)
-        if env_file.is_file():
-            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    merged.update(environ)
+    merged = {**_env_file(environ, root)[1], **environ}
     raw = _raw(merged)
     try:
         settings = _converter.structure(raw, Settings)

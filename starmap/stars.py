@@ -8,9 +8,21 @@ from typing import Any, Final
 
 import attrs
 
+from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .settings import StarSettings
 
-__all__ = ("STARS", "BBox", "Brightness", "Star", "bucket", "star_from_entity", "star_to_entity")
+__all__ = (
+    "STARS",
+    "BBox",
+    "Brightness",
+    "Star",
+    "bucket",
+    "is_star_row",
+    "star_census",
+    "star_from_entity",
+    "star_to_entity",
+    "stored_star",
+)
 
 STARS: Final = "Stars"
 BUCKETS: Final = 32
@@ -121,6 +133,7 @@ def star_to_entity(star: Star) -> dict[str, Any]:
         "created_at": float(star.created_at),
         "last_liked": float(star.last_liked),
         "batches": ",".join(star.batches),
+        LAYOUT_PROPERTY: LAYOUT,
     }
     if star.user_id is not None:
         entity["user_id"] = star.user_id
@@ -142,3 +155,24 @@ def star_from_entity(entity: dict[str, Any]) -> Star:
         user_id=entity.get("user_id") or None,
         batches=tuple(batches.split(",")) if batches else (),
     )
+
+
+# What every star row this service wrote has, marker or not.
+STAR_FIELDS: Final = ("x", "y", "message", "b0", "t0", "likes", "created_at", "last_liked")
+
+
+def star_census() -> Census[Star]:
+    """Reads ``Stars`` rows at load: this service's become stars, the others are counted."""
+    return Census(STARS, partition=bucket, required=STAR_FIELDS, parse=star_from_entity)
+
+
+def is_star_row(entity: dict[str, Any]) -> bool:
+    """Whether this service wrote the row (readable or not): what an admin clear may delete."""
+    partition = bucket(str(entity.get("RowKey", "")))
+    return classify(entity, partition=partition, required=STAR_FIELDS) is RowKind.CURRENT
+
+
+def stored_star(entity: dict[str, Any]) -> Star | None:
+    """A row read at a star's key, as a star; None unless this service wrote it and can read it."""
+    partition = bucket(str(entity.get("RowKey", "")))
+    return read_row(entity, partition=partition, required=STAR_FIELDS, parse=star_from_entity)

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from .errors import NotFound
+from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .stars import bucket
 from .storage import TableStore
 
@@ -28,8 +29,11 @@ __all__ = (
     "User",
     "claim_entity",
     "email_key",
+    "is_relation",
     "relation_entity",
     "require_user",
+    "stored_user",
+    "user_census",
     "user_from_entity",
     "user_to_entity",
 )
@@ -70,6 +74,7 @@ def user_to_entity(user: User) -> dict[str, Any]:
         "name": user.name,
         "email": user.email,
         "created_at": float(user.created_at),
+        LAYOUT_PROPERTY: LAYOUT,
     }
 
 
@@ -83,16 +88,57 @@ def user_from_entity(entity: dict[str, Any]) -> User:
 
 
 def claim_entity(key: str, user_id: str, at: float) -> dict[str, Any]:
-    return {"PartitionKey": bucket(key), "RowKey": key, "user_id": user_id, "claimed_at": at}
+    return {
+        "PartitionKey": bucket(key),
+        "RowKey": key,
+        "user_id": user_id,
+        "claimed_at": at,
+        LAYOUT_PROPERTY: LAYOUT,
+    }
 
 
 def relation_entity(user_id: str, relation: Relation, star_id: str, at: float) -> dict[str, Any]:
-    return {"PartitionKey": user_id, "RowKey": f"{relation}:{star_id}", "star_id": star_id, "at": at}
+    return {
+        "PartitionKey": user_id,
+        "RowKey": f"{relation}:{star_id}",
+        "star_id": star_id,
+        "at": at,
+        LAYOUT_PROPERTY: LAYOUT,
+    }
+
+
+def is_relation(entity: dict[str, Any]) -> bool:
+    """Whether a ``UserStars`` row is one this service wrote (anything else there is left alone)."""
+    relation, _, star_id = str(entity.get("RowKey", "")).partition(":")
+    at = entity.get("at")
+    return (
+        classify(entity, partition=str(entity.get("PartitionKey")), required=("star_id",)) is RowKind.CURRENT
+        and relation in RELATIONS
+        and entity.get("star_id") == star_id
+        and isinstance(at, int | float)
+        and not isinstance(at, bool)
+    )
+
+
+USER_FIELDS: Final = ("name", "email", "created_at")
+
+
+def user_census() -> Census[User]:
+    """Reads ``Users`` rows at load: this service's become users, the others are counted."""
+    return Census(USERS, partition=bucket, required=USER_FIELDS, parse=user_from_entity)
+
+
+def stored_user(entity: dict[str, Any]) -> User | None:
+    """A row read at a user's key, as a user; None unless this service wrote it and can read it."""
+    partition = bucket(str(entity.get("RowKey", "")))
+    return read_row(entity, partition=partition, required=USER_FIELDS, parse=user_from_entity)
 
 
 async def require_user(store: TableStore, user_id: str) -> None:
     """A point read: ``NotFound`` naming the user when there is none."""
     try:
-        await store.get(USERS, bucket(user_id), user_id)
+        stored = await store.get(USERS, bucket(user_id), user_id)
     except NotFound:
-        raise NotFound(f"no user {user_id!r}") from None
+        stored = None
+    if stored is None or stored_user(stored.entity) is None:
+        raise NotFound(f"no user {user_id!r}")

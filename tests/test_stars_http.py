@@ -14,7 +14,7 @@ from starmap.app import create_app
 from starmap.keys import HUB, STORE
 from starmap.stars import STARS
 from starmap.storage import TableStore
-from starmap.users import USER_STARS, USERS
+from starmap.users import USER_STARS, USERS, User, user_to_entity
 
 from .conftest import MakeClient, MakeSettings
 from .faults import faulty_factory
@@ -181,7 +181,7 @@ async def test_200_concurrent_likes_are_all_counted(make_client: MakeClient) -> 
 
 async def test_a_like_brightens_and_records_the_user(client: Client) -> None:
     store: TableStore = client.app[STORE]
-    await store.insert(USERS, {"PartitionKey": _key("ada")[0], "RowKey": "ada", "name": "Ada"})
+    await store.insert(USERS, user_to_entity(User("ada", "Ada", "ada@example.org", 0.0)))
     await create(client, id="deneb", brightness=50)
     answer = await client.post("/stars/deneb/like", json={"user_id": "ada"})
     body = await answer.json()
@@ -198,7 +198,7 @@ async def test_a_like_brightens_and_records_the_user(client: Client) -> None:
 
 async def test_a_star_placed_by_a_user_is_recorded(client: Client) -> None:
     store: TableStore = client.app[STORE]
-    await store.insert(USERS, {"PartitionKey": _key("bob")[0], "RowKey": "bob", "name": "Bob"})
+    await store.insert(USERS, user_to_entity(User("bob", "Bob", "bob@example.org", 0.0)))
     star = await create(client, id="altair", user_id="bob")
     assert star["user_id"] == "bob"
     assert (await store.get(USER_STARS, "bob", "placed:altair")).entity["star_id"] == "altair"

@@ -26,6 +26,7 @@ from .messages import Forget, Liked, PopularCounts, Reload, StarChanged, StarRem
 from .popularity import PopularityTracker
 from .registry import StarRegistry
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
+from .users import UserRegistry
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
 
@@ -45,6 +46,7 @@ class Actors:
     rate_limiter: ActorRef
     users: ActorRef
     star_registry: StarRegistry
+    user_registry: UserRegistry
     tracker: PopularityTracker
 
     @classmethod
@@ -109,11 +111,12 @@ class Actors:
             ),
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
-        system.register(users.KIND, lambda key: users.UserRegistry(key, store=store, publisher=publisher))
-        user_registry = await system.get(users.KIND, users.KEY)
-        actors = cls(system, reg, pop, limiter, user_registry, star_registry, tracker)
+        user_registry = UserRegistry(users.KEY, store=store, publisher=publisher)
+        system.register(users.KIND, lambda key: user_registry)
+        user_ref = await system.get(users.KIND, users.KEY)
+        actors = cls(system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker)
         await reg.ask(registry.Ready())
-        await user_registry.ask(users.ListUsers(limit=1))  # its index is loaded too
+        await user_ref.ask(users.ListUsers(limit=1))  # its index is loaded too
         return actors
 
     def stars(self) -> StarIndex:
@@ -158,6 +161,19 @@ class Actors:
         """Rebuild both indexes from the table store (after a relay outage)."""
         self.registry.tell(Reload())
         self.users.tell(Reload())
+
+    async def reload_now(self) -> None:
+        """Rebuild both indexes from the table store and return once they are loaded."""
+        await self.registry.ask(Reload())
+        await self.users.ask(Reload())
+
+    def foreign_rows(self) -> dict[str, dict[str, int]]:
+        """Rows the registries found at their last load and left alone, per table."""
+        stars, people = self.star_registry, self.user_registry
+        return {
+            stars.census.table: stars.census.summary(stars.index),
+            people.census.table: people.census.summary(people.index),
+        }
 
     async def stop(self) -> None:
         """Drain: like counters finish their batches before the actors they report to stop."""

@@ -21,7 +21,7 @@ from typing import Any, Final
 from ..errors import NotFound, Overloaded, PreconditionFailed, StorageUnavailable
 from ..events import Publisher
 from ..redis import Mirror
-from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
+from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
 from ..storage import TableStore
 from ..users import USER_STARS, relation_entity, require_user
 from .messages import Like, Liked, StarChanged
@@ -82,7 +82,10 @@ class LikeCounter(Actor):
             stored = await self.store.get(STARS, bucket(self.key), self.key)
         except NotFound:
             raise NotFound(f"no star {self.key!r}") from None
-        self.star, self.etag = star_from_entity(stored.entity), stored.etag
+        star = stored_star(stored.entity)
+        if star is None:  # a row this service cannot read: not a star it can like
+            raise NotFound(f"no star {self.key!r}")
+        self.star, self.etag = star, stored.etag
 
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(messages)

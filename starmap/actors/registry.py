@@ -15,10 +15,20 @@ import attrs
 from ..errors import AlreadyExists, NotFound
 from ..events import Publisher
 from ..index import StarIndex
+from ..layout import Census
 from ..redis import Mirror
-from ..stars import STARS, Brightness, Star, bucket, star_from_entity, star_to_entity
+from ..stars import (
+    STARS,
+    Brightness,
+    Star,
+    bucket,
+    is_star_row,
+    star_census,
+    star_to_entity,
+    stored_star,
+)
 from ..storage import MAX_BATCH, Op, TableStore, iter_entities
-from ..users import USER_STARS, relation_entity, require_user
+from ..users import USER_STARS, is_relation, relation_entity, require_user
 from .messages import (
     ActiveStars,
     ClearAll,
@@ -74,6 +84,7 @@ class StarRegistry(Actor):
         self.on_delete = on_delete
         self.clock = clock
         self.index = StarIndex()
+        self.census: Census[Star] = star_census()
 
     async def on_start(self) -> None:
         await self._load(warm=True)
@@ -89,8 +100,11 @@ class StarRegistry(Actor):
         if mirrored is not None:
             self.index, source = StarIndex(mirrored), "the redis mirror"
         else:
-            stored = [star_from_entity(s.entity) async for s in iter_entities(self.store, STARS)]
-            self.index, source = StarIndex(stored), "the table store"
+            census = star_census()
+            read = [census.take(s.entity) async for s in iter_entities(self.store, STARS)]
+            stored = [star for star in read if star is not None]
+            self.index, source, self.census = StarIndex(stored), "the table store", census
+            census.log(log, self.index)
             if self.mirror is not None:
                 self.mirror.rebuild(stored)
         log.info("star index: %d stars from %s in %.2fs", len(self.index), source, time.monotonic() - started)
@@ -135,10 +149,12 @@ class StarRegistry(Actor):
         if star is not None:
             return star
         try:  # a star this index has not seen yet (another replica's): one point read
-            stored = await self.store.get(STARS, bucket(star_id), star_id)
+            found = stored_star((await self.store.get(STARS, bucket(star_id), star_id)).entity)
         except NotFound:
-            raise NotFound(f"no star {star_id!r}") from None
-        return star_from_entity(stored.entity)
+            found = None
+        if found is None:  # nothing there, or a row this service cannot read
+            raise NotFound(f"no star {star_id!r}")
+        return found
 
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
         """Create stars: ids checked in order, written together, indexed and announced in order."""
@@ -217,7 +233,8 @@ class StarRegistry(Actor):
         for _attempt in range(3):  # a star deleted meanwhile fails its batch: read again
             by_partition: dict[str, list[str]] = collections.defaultdict(list)
             async for stored in iter_entities(self.store, STARS):
-                by_partition[stored.partition_key].append(stored.row_key)
+                if is_star_row(stored.entity):  # rows this service did not write are left alone
+                    by_partition[stored.partition_key].append(stored.row_key)
             try:
                 for partition, rows in by_partition.items():
                     for start in range(0, len(rows), MAX_BATCH):
@@ -244,11 +261,12 @@ class StarRegistry(Actor):
         """Every placed/liked row: no star they name exists any more."""
         by_user: dict[str, list[str]] = collections.defaultdict(list)
         async for row in iter_entities(self.store, USER_STARS):
-            by_user[row.partition_key].append(row.row_key)
+            if is_relation(row.entity):
+                by_user[row.partition_key].append(row.row_key)
         for user_id, rows in by_user.items():
             for start in range(0, len(rows), MAX_BATCH):
                 ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
                 await self.store.batch(USER_STARS, ops)
 
     def state(self) -> dict[str, Any]:
-        return {"stars": len(self.index)}
+        return {"stars": len(self.index), "foreign_rows": self.census.summary(self.index)}

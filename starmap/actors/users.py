@@ -21,6 +21,7 @@ import attrs
 from ..errors import AlreadyExists, NotFound, PreconditionFailed
 from ..events import Publisher
 from ..index import OrderedIndex
+from ..layout import Census
 from ..stars import bucket
 from ..storage import MAX_BATCH, Op, Stored, TableStore, iter_entities
 from ..users import (
@@ -31,7 +32,9 @@ from ..users import (
     User,
     claim_entity,
     email_key,
-    user_from_entity,
+    is_relation,
+    stored_user,
+    user_census,
     user_to_entity,
 )
 from .messages import Reload
@@ -125,11 +128,14 @@ class UserRegistry(Actor):
         self.publisher = publisher
         self.clock = clock
         self.index: OrderedIndex[User] = OrderedIndex()
+        self.census: Census[User] = user_census()
 
     async def on_start(self) -> None:
-        self.index = OrderedIndex(
-            [user_from_entity(s.entity) async for s in iter_entities(self.store, USERS)]
-        )
+        census = user_census()
+        read = [census.take(s.entity) async for s in iter_entities(self.store, USERS)]
+        self.index = OrderedIndex([user for user in read if user is not None])
+        self.census = census
+        census.log(log, self.index)
         log.info("user index: %d users loaded", len(self.index))
 
     async def receive(self, message: Any) -> Any:
@@ -163,9 +169,11 @@ class UserRegistry(Actor):
         try:
             stored = await self.store.get(USERS, bucket(user_id), user_id)
         except NotFound:
+            stored = None
+        user = stored_user(stored.entity) if stored is not None else None
+        if stored is None or user is None:  # nothing there, or a row this service cannot read
             self.index.remove(user_id)
-            raise NotFound(f"no user {user_id!r}") from None
-        user = user_from_entity(stored.entity)
+            raise NotFound(f"no user {user_id!r}")
         if not self.index.replace(user):
             self.index.add(user)
         return user, stored.etag
@@ -280,7 +288,9 @@ class UserRegistry(Actor):
         return user_id
 
     async def _drop_relations(self, user_id: str) -> None:
-        rows = [s.row_key async for s in iter_entities(self.store, USER_STARS, user_id)]
+        rows = [
+            s.row_key async for s in iter_entities(self.store, USER_STARS, user_id) if is_relation(s.entity)
+        ]
         for start in range(0, len(rows), MAX_BATCH):
             ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
             await self.store.batch(USER_STARS, ops)
@@ -289,9 +299,9 @@ class UserRegistry(Actor):
         await self._read(user_id)  # 404 for an unknown user
         prefix = f"{relation}:"
         rows = [s.entity async for s in iter_entities(self.store, USER_STARS, user_id)]
-        chosen = [r for r in rows if str(r["RowKey"]).startswith(prefix)]
+        chosen = [r for r in rows if is_relation(r) and str(r["RowKey"]).startswith(prefix)]
         chosen.sort(key=lambda r: float(r["at"]), reverse=True)
         return [str(r["star_id"]) for r in chosen]
 
     def state(self) -> dict[str, Any]:
-        return {"users": len(self.index)}
+        return {"users": len(self.index), "foreign_rows": self.census.summary(self.index)}

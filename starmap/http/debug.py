@@ -45,6 +45,8 @@ async def table_info(request: web.Request) -> web.Response:
             "location": describe_store(settings),
             "table_prefix": settings.storage.table_prefix,
             "tables": counts,
+            # Rows the last load left alone: not this service's layout (import-legacy imports them).
+            "foreign_rows": request.config_dict[ACTORS].foreign_rows(),
         }
     )
 

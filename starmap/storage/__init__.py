@@ -8,6 +8,8 @@ from ..settings import Settings
 from .base import MAX_BATCH, Entity, Op, Page, Stored, TableStore, iter_entities
 
 __all__ = (
+    "CONTROL_TABLE",
+    "DATA_TABLES",
     "MAX_BATCH",
     "TABLES",
     "Entity",
@@ -20,8 +22,12 @@ __all__ = (
     "open_store",
 )
 
+# The tables that hold the data (what `starmap export` writes out).
+DATA_TABLES: Final = ("Stars", "Users", "Emails", "UserStars")
+# Where tools leave word for running replicas (see starmap.control).
+CONTROL_TABLE: Final = "StarmapControl"
 # Every table the service uses; created at start-up when missing.
-TABLES: Final = ("Stars", "Users", "Emails", "UserStars")
+TABLES: Final = (*DATA_TABLES, CONTROL_TABLE)
 
 
 def open_store(settings: Settings) -> TableStore:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,13 +18,14 @@ from starmap.app import create_app
 from starmap.settings import Settings, load_settings
 from starmap.storage import TABLES, TableStore, open_store
 
-from .rig import Azurite, RedisServer, Service, StarmapProcess
+from .rig import ROOT, Azurite, RedisServer, Service, StarmapProcess
 
 BACKENDS = ("sqlite", "azurite")
 
 MakeSettings = Callable[..., Settings]
 MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 MakeProcess = Callable[..., StarmapProcess]
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 S = TypeVar("S", bound=Service)
@@ -119,3 +123,30 @@ def make_process(tmp_path: Path, backend_env: dict[str, str]) -> Iterator[MakePr
     yield make
     for proc in started:
         proc.kill()
+
+
+def cli_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a ``starmap`` command run by a test: the machine's basics and ``env``."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**base, "PYTHONPATH": str(ROOT), **env}
+
+
+@pytest.fixture
+def cli(backend_env: dict[str, str], tmp_path: Path) -> Cli:
+    """Run ``python -m starmap ARGS`` on this test's backend (variables as keywords); the finished process."""
+
+    def run(
+        *args: str, timeout: float = 180, stdin: str = "", **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "starmap", *args],
+            env=cli_env({**backend_env, **env}),
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

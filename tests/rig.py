@@ -7,6 +7,7 @@ them. Nothing here ever talks to a port it did not start a server on.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,9 +17,9 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 AZURITE_BIN: Final = ROOT / "ops" / "azurite" / "node_modules" / ".bin" / "azurite-table"
@@ -27,6 +28,12 @@ AZURITE_ACCOUNT: Final = "devstoreaccount1"
 AZURITE_KEY: Final = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    """GET ``url`` (a server of the rig's) and its status and JSON body."""
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback only
+        return answer.status, json.loads(answer.read())
 
 
 def free_port() -> int:
@@ -44,6 +51,24 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+def wait_for_liveness(
+    url: str, proc: subprocess.Popen[bytes], timeout: float, log: Callable[[], str] = lambda: ""
+) -> None:
+    """Wait until ``url``'s liveness answers 200; ``RuntimeError`` with the log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"starmap exited with {proc.returncode}:\n{log()}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/health/liveness", timeout=1) as answer,  # noqa: S310
+        ):
+            if answer.status == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"starmap did not come up within {timeout}s:\n{log()}")
 
 
 class Service:
@@ -185,13 +210,4 @@ class StarmapProcess(Service):
 
     def wait_ready(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"starmap exited with {self.proc.returncode}:\n{self.log()}")
-            liveness = f"{self.url}/health/liveness"
-            with contextlib.suppress(OSError), urllib.request.urlopen(liveness, timeout=1) as answer:  # noqa: S310
-                if answer.status == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"starmap did not come up within {self.start_timeout}s:\n{self.log()}")
+        wait_for_liveness(self.url, self.proc, self.start_timeout, self.log)

@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import MakeProcess
-from .rig import ROOT
+from .rig import ROOT, get_json
 
 pytestmark = pytest.mark.slow
-
-
-def get_json(url: str) -> tuple[int, dict[str, object]]:
-    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback only
-        return answer.status, json.loads(answer.read())
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The command-line tools behind ``starmap``'s subcommands: import, export, progress."""

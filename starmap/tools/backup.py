@@ -1,0 +1,160 @@
+"""``starmap export`` / ``starmap import``: every data table as JSON lines.
+
+The file: a header line ``{"starmap_export": 1, "version", "exported_at", "tables"}``,
+then one line per row, ``{"table": …, "entity": {"PartitionKey", "RowKey", …}}``,
+every property as stored (ids, likes, batch ids and rows of other layouts included).
+JSON has no NaN or infinity: such a Double is written as ``{"$double": "NaN"}``. Types the
+store protocol does not carry (DateTime, Guid, Binary: only rows edited by hand have
+them) are written as text, and the export says how many.
+
+An import checks the whole file before it writes anything, then inserts row by row
+in atomic batches of one partition; a row whose key is already there is left as it is
+(``replace`` overwrites it instead), so importing a file twice changes nothing. Running
+replicas are asked to reload when it is done.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import IO, Any, Final
+
+import attrs
+
+from .. import __version__
+from ..control import request_reload
+from ..errors import AlreadyExists
+from ..storage import DATA_TABLES, MAX_BATCH, TABLES, Op, TableStore, iter_entities
+from ..storage.base import check_entity
+from .legacy_import import TableReport
+from .progress import Progress
+from .retry import retry
+
+__all__ = ("BadExport", "export_tables", "import_tables", "read_export")
+
+log = logging.getLogger("starmap.backup")
+
+FORMAT: Final = 1
+_SPECIAL: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class BadExport(ValueError):
+    """The file is not an export this version can read; the message names the line."""
+
+
+def _encode(value: Any) -> tuple[Any, bool]:
+    """A property as JSON, and whether it had to become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$double": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}, False
+    if value is None or isinstance(value, str | int | float | bool):
+        return value, False
+    return str(value.isoformat() if hasattr(value, "isoformat") else value), True
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$double"} and value["$double"] in _SPECIAL:
+            return _SPECIAL[value["$double"]]
+        raise ValueError(f"an object where a value belongs: {sorted(value)}")
+    return value
+
+
+async def export_tables(store: TableStore, out: IO[str]) -> dict[str, int]:
+    """Write every data table to ``out``; rows per table."""
+    header = {
+        "starmap_export": FORMAT,
+        "version": __version__,
+        "exported_at": time.time(),
+        "tables": list(DATA_TABLES),
+    }
+    out.write(json.dumps(header) + "\n")
+    counts: dict[str, int] = {}
+    as_text = 0
+    for table in DATA_TABLES:
+        counts[table] = 0
+        async for row in iter_entities(store, table):
+            entity = {}
+            for name, value in row.entity.items():
+                entity[name], became_text = _encode(value)
+                as_text += became_text
+            out.write(json.dumps({"table": table, "entity": entity}, ensure_ascii=False) + "\n")
+            counts[table] += 1
+    if as_text:
+        log.warning(
+            "%d values of types the store does not carry (DateTime, Guid, Binary) written as text", as_text
+        )
+    return counts
+
+
+@attrs.frozen
+class _Row:
+    table: str
+    entity: dict[str, Any]
+
+
+def read_export(lines: Iterator[str]) -> Iterator[_Row]:
+    """The rows of an export, each checked; ``BadExport`` naming the first bad line."""
+    number = 0
+    seen: set[tuple[str, str, str]] = set()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadExport(f"line {number}: not JSON ({exc.msg})") from None
+        if number == 1:
+            if not isinstance(record, dict) or record.get("starmap_export") != FORMAT:
+                raise BadExport(f"line 1: not a Star Map export of format {FORMAT} (see `starmap export`)")
+            continue
+        if not isinstance(record, dict) or record.get("table") not in DATA_TABLES:
+            raise BadExport(
+                f"line {number}: expected {{'table': one of {', '.join(DATA_TABLES)}, 'entity': …}}"
+            )
+        entity = record.get("entity")
+        if not isinstance(entity, dict):
+            raise BadExport(f"line {number}: 'entity' must be an object")
+        try:
+            decoded = {name: _decode(value) for name, value in entity.items()}
+            row = _Row(record["table"], check_entity(decoded))
+        except (TypeError, ValueError) as exc:
+            raise BadExport(f"line {number}: {exc}") from None
+        key = (row.table, row.entity["PartitionKey"], row.entity["RowKey"])
+        if key in seen:
+            raise BadExport(f"line {number}: a second row for {key[0]} ({key[1]!r}, {key[2]!r})")
+        seen.add(key)
+        yield row
+    if number == 0:
+        raise BadExport("the file is empty")
+
+
+async def import_tables(store: TableStore, rows: list[_Row], *, replace: bool = False) -> list[TableReport]:
+    """Write checked rows: inserts in batches per partition (or upserts with ``replace``)."""
+    await retry(lambda: store.ensure_tables(TABLES))
+    reports = {table: TableReport(table) for table in DATA_TABLES}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        reports[row.table].found += 1
+        groups[(row.table, row.entity["PartitionKey"])].append(row.entity)
+    with Progress("import", len(rows), log=log) as progress:
+        for (table, _), entities in groups.items():
+            report = reports[table]
+            for i in range(0, len(entities), MAX_BATCH):
+                chunk = entities[i : i + MAX_BATCH]
+                try:
+                    ops = [Op("upsert" if replace else "insert", e) for e in chunk]
+                    await retry(functools.partial(store.batch, table, ops))
+                    report.imported += len(chunk)
+                except AlreadyExists:  # some keys are there already: the others one by one
+                    for entity in chunk:
+                        try:
+                            await retry(functools.partial(store.insert, table, entity))
+                            report.imported += 1
+                        except AlreadyExists:
+                            report.already += 1
+                progress.advance(len(chunk))
+    await request_reload(store, "import")
+    return list(reports.values())

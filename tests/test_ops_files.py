@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,9 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from dockerfile_parse import DockerfileParser
 
+from starmap.cli import _parser
 from starmap.settings import env_names, load_settings
 
-from .rig import ROOT
+from .conftest import MakeProcess, cli_env
+from .rig import ROOT, free_port
 
 Client = TestClient[web.Request, web.Application]
 OPS = ROOT / "ops"
@@ -54,9 +57,9 @@ def test_the_dockerfile_runs_starmap_as_a_non_root_user() -> None:
         by_kind.setdefault(ins["instruction"], []).append(ins["value"])
     [user] = by_kind["USER"]
     assert user.split(":")[0] not in ("root", "0")
-    assert by_kind["CMD"] == ['["python", "-m", "starmap"]']
+    assert by_kind["CMD"] == ['["starmap", "serve"]']
     assert by_kind["EXPOSE"] == ["8080"]
-    assert "/health/liveness" in by_kind["HEALTHCHECK"][0]
+    assert '["starmap", "probe", "liveness"' in by_kind["HEALTHCHECK"][0]
     assert any("--from=build" in v for v in by_kind["COPY"])
     assert not any("pip install" in v for v in by_kind.get("RUN", []))  # dependencies come built
     assert "*" in (ROOT / ".dockerignore").read_text().splitlines()  # only what is allowed back in
@@ -176,5 +179,47 @@ async def test_the_probes_paths_answer_as_the_probes_expect(client: Client) -> N
     for probe in probes.values():
         answer = await client.get(probe["path"])
         assert answer.status == 200, probe["path"]
-    compose_probe = load(COMPOSE[""])["services"]["api"]["healthcheck"]["test"]
-    assert "/health/readiness" in " ".join(compose_probe)
+
+
+def health_checks() -> dict[str, list[str]]:
+    """The container health check commands: the Dockerfile's and each compose file's."""
+    parser = DockerfileParser(path=str(OPS / "Dockerfile"))
+    [check] = [i["value"] for i in final_stage(parser) if i["instruction"] == "HEALTHCHECK"]
+    commands = {"Dockerfile": json.loads(check[check.index("CMD") + 3 :])}
+    for name in ("", ".prod"):
+        test = load(COMPOSE[name])["services"]["api"]["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        commands[f"compose{name}"] = test[1:]
+    return commands
+
+
+def test_container_health_checks_run_starmap_probe_and_it_answers(make_process: MakeProcess) -> None:
+    """The exact commands the containers run: 0 against a live service, 1 against a dead port."""
+    proc = make_process()
+    starmap = str(Path(sys.executable).parent / "starmap")
+    for where, command in health_checks().items():
+        assert command[:2] == ["starmap", "probe"], where
+        for port, expected in ((proc.port, 0), (free_port(), 1)):
+            env = cli_env({"PORT": str(port)})
+            done = subprocess.run(
+                [starmap, *command[1:]], env=env, capture_output=True, text=True, check=False
+            )
+            assert done.returncode == expected, (where, port, done.stdout, done.stderr)
+
+
+def test_the_import_job_runs_import_legacy_with_real_settings() -> None:
+    job = load(OPS / "azure" / "import-legacy-job.yaml")
+    assert job["type"] == "Microsoft.App/jobs"
+    assert job["properties"]["configuration"]["triggerType"] == "Manual"
+    [container] = job["properties"]["template"]["containers"]
+    assert container["command"] == ["starmap"]
+    args = _parser().parse_args(container["args"])
+    assert args.func.__name__ == "import_legacy"
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= env_names()
+    assert "secretRef" in env["AZURE_STORAGE_CONNECTION_STRING"]
+    literal = {k: str(e["value"]) for k, e in env.items() if "value" in e}
+    settings = load_settings(
+        {**literal, "AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=k"}, root=ROOT
+    )
+    assert settings.is_production and settings.storage.uses_azure

@@ -185,7 +185,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[front_middleware(metrics)],
+        middlewares=[front_middleware(metrics, verbose_errors=settings.server.debug)],
     )
     app.on_response_prepare.append(add_request_id_header)
     app[METRICS] = metrics

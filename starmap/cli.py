@@ -104,6 +104,8 @@ def serve(args: argparse.Namespace) -> int:
         server.port,
         describe_store(settings),
     )
+    loop = _event_loop()
+    loop.set_debug(server.debug)  # DEBUG=true: asyncio's slow-callback and never-awaited warnings
     try:
         web.run_app(
             create_app(settings),
@@ -112,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
             shutdown_timeout=server.shutdown_timeout,
             access_log_class=AccessLogger,
             backlog=1024,  # thousands of event streams may (re)connect at once
-            loop=_event_loop(),
+            loop=loop,
             print=None,
         )
     except StarmapError as exc:

@@ -7,6 +7,7 @@ still catches it sensibly; the HTTP layer maps them to problem+json answers.
 from __future__ import annotations
 
 __all__ = (
+    "ActorStopped",
     "AlreadyExists",
     "NotFound",
     "Overloaded",
@@ -40,6 +41,10 @@ class StorageUnavailable(StarmapError, ConnectionError):
 
 class Overloaded(StarmapError, RuntimeError):
     """Too much work is queued already; the caller should retry later."""
+
+
+class ActorStopped(StarmapError, RuntimeError):
+    """The actor stopped (passivated, or the service is shutting down) before it handled the message."""
 
 
 class ValidationFailed(StarmapError, ValueError):

@@ -68,7 +68,6 @@ class RedisLink:
             client_name="starmap",
         )
         self.error: str | None = "not connected yet"
-        self.went_down_at: float | None = None
         self._listeners: list[Callable[[bool], None]] = []
 
     @property
@@ -89,7 +88,6 @@ class RedisLink:
         reason = f"{type(exc).__name__}: {exc}"[:200]
         if self.up:
             log.warning("redis unreachable (%s): running as a single replica until it is back", reason)
-            self.went_down_at = time.monotonic()
             self.error = reason
             for listener in self._listeners:
                 listener(False)
@@ -129,7 +127,6 @@ class RedisLink:
                 log.warning("redis not reachable (attempt %d/%d): %s", attempt, STARTUP_ATTEMPTS, self.error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-        self.went_down_at = time.monotonic()
 
     async def close(self) -> None:
         await self.client.aclose()

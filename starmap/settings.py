@@ -104,7 +104,6 @@ class RedisSettings:
     password: str | None = env("REDIS_PASSWORD", None, secret=True)
     ssl: bool = env("REDIS_SSL", False)
     cache_ttl: PositiveInt = env("REDIS_CACHE_TTL", 300)
-    popular_cache_ttl: PositiveInt = env("REDIS_POPULAR_CACHE_TTL", 60)
     popularity_threshold: PositiveInt = env("REDIS_POPULARITY_THRESHOLD", 50)
     popularity_window: PositiveInt = env("REDIS_POPULARITY_WINDOW", 3600)
     # Every key starts with it: deployments (or tests) can share one Redis.
@@ -346,6 +345,8 @@ def _get_path_dict(raw: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def _check(settings: Settings) -> None:
     """Rules that span several variables."""
+    if settings.is_production and settings.server.debug:
+        raise SettingsError("DEBUG: not allowed in production (it shows internals in error answers)")
     if settings.is_production and "*" in settings.server.cors_origins:
         raise SettingsError("API_CORS_ORIGINS: '*' is refused in production; list the allowed origins")
     storage = settings.storage

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from starmap.app import create_app
-from starmap.errors import AlreadyExists, NotFound, Overloaded, StorageUnavailable
+from starmap.errors import ActorStopped, AlreadyExists, NotFound, Overloaded, StorageUnavailable
 from starmap.http.body import load_body
 from starmap.http.openapi import doc
 
@@ -53,6 +53,7 @@ async def probe_client(aiohttp_client: Any, make_settings: MakeSettings) -> Clie
         "conflict": AlreadyExists("id 'x' is taken"),
         "storage": StorageUnavailable("azure tables unreachable"),
         "overloaded": Overloaded("mailbox full"),
+        "stopped": ActorStopped("likes/x stopped"),
         "bug": RuntimeError("a bug"),
     }.items():
         app.router.add_get(f"/probe/{name}", _raiser(exc))
@@ -133,9 +134,10 @@ async def test_a_wrong_method_is_405_with_allow(probe_client: Client) -> None:
         ("/probe/conflict", 409, None),
         ("/probe/storage", 503, "5"),
         ("/probe/overloaded", 503, "1"),
+        ("/probe/stopped", 503, "1"),
         ("/probe/bug", 500, None),
     ],
-    ids=["not-found", "conflict", "storage-down", "overloaded", "unexpected"],
+    ids=["not-found", "conflict", "storage-down", "overloaded", "actor-stopped", "unexpected"],
 )
 async def test_domain_errors_map_to_problems(
     probe_client: Client, path: str, status: int, retry_after: str | None
@@ -145,6 +147,16 @@ async def test_domain_errors_map_to_problems(
     assert answer.headers.get("Retry-After") == retry_after
     if status == 500:
         assert "a bug" not in problem["detail"]  # internals stay in the log
+
+
+async def test_debug_puts_the_exception_in_a_500s_detail(
+    aiohttp_client: Any, make_settings: MakeSettings
+) -> None:
+    app = create_app(make_settings(DEBUG="true"))
+    app.router.add_get("/probe/bug", _raiser(RuntimeError("a bug")))
+    client: Client = await aiohttp_client(app)
+    problem = await assert_problem(await client.get("/probe/bug"), 500)
+    assert problem["detail"] == "RuntimeError: a bug"
 
 
 async def test_paths_work_with_and_without_a_trailing_slash(probe_client: Client) -> None:

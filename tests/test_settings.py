@@ -42,7 +42,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     settings = load_settings(
         {
             "PORT": " 9000 ",
-            "DEBUG": "yes",
+            "DEBUG": "no",  # DEBUG=true is refused in production
             "API_TRUST_FORWARDED_FOR": "TRUE",
             "API_CORS_ORIGINS": '["https://a.example", "https://b.example/"]',
             "STAR_LIKE_BOOST": "12.5",
@@ -52,7 +52,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         root=tmp_path,
     )
     assert settings.server.port == 9000
-    assert settings.server.debug and settings.server.trust_forwarded_for
+    assert not settings.server.debug and settings.server.trust_forwarded_for
     assert settings.server.cors_origins == ("https://a.example", "https://b.example")
     assert settings.stars.like_boost == 12.5
     assert settings.is_production and settings.log_format is LogFormat.JSON
@@ -82,6 +82,7 @@ def test_cors_origins_accept_a_comma_separated_list(tmp_path: Path) -> None:
             "API_CORS_ORIGINS: '*' is refused in production",
         ),
         ({"DEBUG": "maybe"}, "DEBUG='maybe': expected true or false"),
+        ({"ENVIRONMENT": "production", "DEBUG": "true"}, "DEBUG: not allowed in production"),
         ({"STAR_BRIGHTNESS_HALF_LIFE": "nan"}, "STAR_BRIGHTNESS_HALF_LIFE='nan': expected a value"),
         ({"API_RATE_LIMIT_TIMES": "0"}, "API_RATE_LIMIT_TIMES='0': expected a value from 1"),
         ({"API_CORS_ORIGINS": "[1, 2]"}, "API_CORS_ORIGINS='[1, 2]': expected a JSON list of strings"),

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Final
 
 import aiojobs
 
-from ..errors import Overloaded, StarmapError
+from ..errors import ActorStopped, Overloaded
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Envelope")
 
@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ASK_TIMEOUT: Final = 10.0
 MAX_BATCH: Final = 1000
-
-
-class ActorStopped(StarmapError, RuntimeError):
-    """The actor stopped before it could handle the message."""
 
 
 class Envelope:

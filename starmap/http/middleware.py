@@ -30,7 +30,7 @@ _PROCESS: Final = uuid.uuid4().hex[:12]
 _COUNTER: Final = itertools.count(1)
 
 
-def front_middleware(metrics: Metrics) -> Middleware:
+def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middleware:
     """Give each request its id (every log line; echoed by the prepare hook), answer its errors
     as problems (``answer_error``), count and time it."""
 
@@ -46,7 +46,7 @@ def front_middleware(metrics: Metrics) -> Middleware:
             try:
                 response = await handler(request)
             except Exception as exc:
-                response = answer_error(request, exc)
+                response = answer_error(request, exc, verbose=verbose_errors)
             status = response.status
             return response
         except web.HTTPException as exc:  # a redirect, raised again

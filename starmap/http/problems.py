@@ -11,6 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..errors import (
+    ActorStopped,
     AlreadyExists,
     NotFound,
     Overloaded,
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON: Final = "application/problem+json"
 # How long a client should wait before retrying a 503, by cause.
-RETRY_AFTER: Final = {StorageUnavailable: 5, Overloaded: 1}
+RETRY_AFTER: Final = {StorageUnavailable: 5, Overloaded: 1, ActorStopped: 1}
 _STATUS: Final[Mapping[type[StarmapError], int]] = {
     NotFound: 404,
     AlreadyExists: 409,
@@ -35,6 +36,7 @@ _STATUS: Final[Mapping[type[StarmapError], int]] = {
     ValidationFailed: 422,
     StorageUnavailable: 503,
     Overloaded: 503,
+    ActorStopped: 503,
 }
 
 
@@ -87,11 +89,12 @@ def _from_domain_error(exc: StarmapError) -> web.Response:
     return problem(status, str(exc), errors=errors, headers=headers)
 
 
-def answer_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+def answer_error(request: web.Request, exc: Exception, *, verbose: bool = False) -> web.StreamResponse:
     """The problem+json answer to an error a handler raised (redirects are raised again).
 
     The one place errors become HTTP: domain errors by their kind, aiohttp's own by
-    their status, anything else logged and answered 500 without its details.
+    their status, anything else logged and answered 500 without its details (with
+    ``verbose``, ``DEBUG=true`` outside production, the exception's type and message).
     """
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
@@ -100,4 +103,5 @@ def answer_error(request: web.Request, exc: Exception) -> web.StreamResponse:
     if isinstance(exc, StarmapError):
         return _from_domain_error(exc)
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
-    return problem(500, "an unexpected error; it has been logged")
+    detail = f"{type(exc).__name__}: {exc}" if verbose else "an unexpected error; it has been logged"
+    return problem(500, detail)

@@ -14,6 +14,7 @@ from prometheus_client.core import Metric
 
 from .actors import Actors
 from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
+from .backoff import Backoff
 from .control import ReloadWatcher
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
@@ -32,6 +33,7 @@ __all__ = ("create_app",)
 log = logging.getLogger(__name__)
 
 STORAGE_STARTUP_DEADLINE: Final = 30.0
+STORAGE_STARTUP: Final = Backoff(base=0.25, cap=5.0)
 StoreFactory = Callable[[Settings], TableStore]
 STORE_FACTORY: Final[web.AppKey[StoreFactory]] = web.AppKey("store_factory")
 
@@ -55,18 +57,18 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = app[STORE_FACTORY](settings)
     deadline = time.monotonic() + STORAGE_STARTUP_DEADLINE
-    delay = 0.25
+    delays = STORAGE_STARTUP.delays()
     try:
         while True:
             try:
                 await store.ensure_tables(TABLES)
                 break
             except StorageUnavailable as exc:
+                delay = next(delays)
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("table store not reachable yet (%s); retrying in %.2gs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
     except BaseException:
         await store.close()
         raise
@@ -98,11 +100,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     The indexes are loaded (and the replay buffers primed) before the app serves.
     """
     settings, link, scheduler = app[SETTINGS], app[REDIS], app[SCHEDULER]
-    hub = app[HUB] = Hub(
-        buffer_size=settings.sse.replay_buffer,
-        subscriber_queue=settings.sse.subscriber_queue,
-        flush_interval=settings.sse.flush_ms / 1000,
-    )
+    hub = app[HUB] = Hub.from_settings(settings.sse)
     app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
     mirror = None
     if link is not None:

@@ -152,8 +152,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 def init_tables(args: argparse.Namespace) -> int:
     """Create the tables that are missing (the service does this at start-up too)."""
+    from .backoff import retry
     from .storage import TABLES, describe_store, open_store
-    from .tools.retry import retry
 
     settings = _with_logging()
 

@@ -25,12 +25,13 @@ from typing import Any, Final, Protocol
 import attrs
 import orjson
 
+from .settings import SseSettings
+
 __all__ = ("SEP", "TOPICS", "Event", "Hub", "Publisher", "Relay", "Subscription", "parse_event_id")
 
 log = logging.getLogger(__name__)
 
 TOPICS: Final = ("stars", "users")
-DEFAULT_BUFFER: Final = 10_000
 SEP: Final = "\r\n"  # aiohttp-sse writes CRLF; one line ending throughout a stream
 _END: Final = (SEP + SEP).encode()
 Data = dict[str, Any]
@@ -206,9 +207,7 @@ class Hub:
     each replica buffers and streams the same events under the same ids.
     """
 
-    def __init__(
-        self, *, buffer_size: int = DEFAULT_BUFFER, subscriber_queue: int = 1000, flush_interval: float = 0.03
-    ) -> None:
+    def __init__(self, *, buffer_size: int, subscriber_queue: int, flush_interval: float) -> None:
         self.buffer_size = buffer_size
         self.subscriber_queue = subscriber_queue
         # Direct streams get what was published since the last flush in one write, at most
@@ -227,6 +226,14 @@ class Hub:
         self._subscribers: dict[str, set[Subscription]] = {t: set() for t in TOPICS}
         self.published = 0
         self.dropped = 0
+
+    @classmethod
+    def from_settings(cls, sse: SseSettings) -> Hub:
+        return cls(
+            buffer_size=sse.replay_buffer,
+            subscriber_queue=sse.subscriber_queue,
+            flush_interval=sse.flush_ms / 1000,
+        )
 
     @property
     def last_id(self) -> str | None:

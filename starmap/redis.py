@@ -23,6 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .backoff import Backoff
+from .batching import take_batch
 from .settings import RedisSettings
 from .stars import Star, star_from_entity, star_to_entity
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 REDIS_DOWN: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 REDIS_ERRORS: Final = (RedisError, *REDIS_DOWN)
 STARTUP_ATTEMPTS: Final = 5
+MIRROR_BATCH: Final = 500  # mirror updates in one pipeline at most
+CONNECT_RETRY: Final = Backoff(base=0.2, cap=2.0)
 
 
 async def drained(queue: asyncio.Queue[Any], busy: Callable[[], bool], within: float) -> bool:
@@ -51,7 +55,7 @@ async def drained(queue: asyncio.Queue[Any], busy: Callable[[], bool], within: f
 class RedisLink:
     """One Redis client (a bounded pool), its state, and the key prefix."""
 
-    def __init__(self, settings: RedisSettings, *, prefix: str = "starmap:") -> None:
+    def __init__(self, settings: RedisSettings, *, prefix: str) -> None:
         assert settings.host is not None
         self.settings = settings
         self.prefix = prefix
@@ -115,7 +119,7 @@ class RedisLink:
 
     async def connect(self) -> None:
         """Ping at start-up with a few logged retries; stay degraded (not fail) if it never answers."""
-        delay = 0.2
+        delays = CONNECT_RETRY.delays()
         for attempt in range(1, STARTUP_ATTEMPTS + 1):
             try:
                 await self.client.ping()
@@ -125,8 +129,7 @@ class RedisLink:
             except REDIS_ERRORS as exc:
                 self.error = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning("redis not reachable (attempt %d/%d): %s", attempt, STARTUP_ATTEMPTS, self.error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(next(delays))
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -190,9 +193,7 @@ class Mirror:
         ttl, pop_ttl = self.link.settings.cache_ttl, self.link.settings.popularity_window * 2
         index, complete = self.link.key("stars"), self.link.key("mirror:complete")
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
-                batch.append(self._queue.get_nowait())
+            batch, _ = take_batch(await self._queue.get(), self._queue.get_nowait, MIRROR_BATCH)
             pipe = self.link.client.pipeline(transaction=False)
             if self._stale:  # writes were lost: no replica may warm from this mirror now
                 pipe.delete(complete)

@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
+from .backoff import Backoff
+from .batching import take_batch
 from .events import Data, Hub
 from .redis import REDIS_ERRORS, RedisLink, drained
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 OUTBOX: Final = 10_000
 # Under the client's 2 s socket timeout, or every idle read would count as a failure.
 READ_BLOCK_MS: Final = 1000
+SEND_BATCH: Final = 200  # events in one XADD pipeline at most
+READ_RETRY: Final = Backoff(base=0.1, cap=1.0)
 # (topic, type, data, meta, remote): remote is False for this replica's own events.
 EventHandler = Callable[[str, str, Data, Data, bool], None]
 
@@ -82,9 +86,7 @@ class RedisRelay:
     async def write_loop(self) -> None:
         """XADD what the actors published, in order, pipelined; local delivery if Redis fails."""
         while True:
-            batch = [await self._outbox.get()]
-            while not self._outbox.empty() and len(batch) < 200:
-                batch.append(self._outbox.get_nowait())
+            batch, _ = take_batch(await self._outbox.get(), self._outbox.get_nowait, SEND_BATCH)
             pipe = self.link.client.pipeline(transaction=False)
             for topic, type_, data, meta in batch:
                 fields = {"topic": topic, "type": type_, "data": json.dumps(data), "origin": self.origin}
@@ -103,7 +105,7 @@ class RedisRelay:
 
     async def read_loop(self) -> None:
         """One XREAD BLOCK loop from the last id seen; reconnects by itself."""
-        delay = 0.1
+        delays = READ_RETRY.delays()
         while True:
             try:
                 answer = await self.link.call(
@@ -112,10 +114,9 @@ class RedisRelay:
                     )
                 )
             except REDIS_ERRORS:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await asyncio.sleep(next(delays))
                 continue
-            delay = 0.1
+            delays = READ_RETRY.delays()
             for _stream, entries in answer or ():
                 for raw_id, fields in entries:
                     self._receive(raw_id, fields)

@@ -10,6 +10,7 @@ import attrs
 
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .settings import StarSettings
+from .storage import STARS
 
 __all__ = (
     "STARS",
@@ -24,7 +25,6 @@ __all__ = (
     "stored_star",
 )
 
-STARS: Final = "Stars"
 BUCKETS: Final = 32
 MAX_BRIGHTNESS: Final = 100.0
 # Recent like-batch ids kept on the entity: a retried write whose first attempt

@@ -19,7 +19,7 @@ import attrs
 from .errors import NotFound
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .stars import bucket
-from .storage import TableStore
+from .storage import EMAILS, USER_STARS, USERS, TableStore
 
 __all__ = (
     "EMAILS",
@@ -38,9 +38,6 @@ __all__ = (
     "user_to_entity",
 )
 
-USERS: Final = "Users"
-EMAILS: Final = "Emails"
-USER_STARS: Final = "UserStars"
 
 Relation = Literal["placed", "liked"]
 RELATIONS: Final = ("placed", "liked")

@@ -16,6 +16,7 @@ from starmap.actors.popularity import PopularityTracker
 from starmap.actors.runtime import Actor, ActorSystem
 from starmap.errors import Overloaded
 from starmap.events import Hub
+from starmap.settings import SseSettings
 from starmap.stars import STARS, Brightness, Star, bucket, star_to_entity
 from starmap.storage.sqlite import SqliteStore
 
@@ -37,11 +38,11 @@ async def scheduler() -> AsyncIterator[aiojobs.Scheduler]:
 async def test_a_busy_registry_never_turns_committed_likes_into_503(
     tmp_path: Path, scheduler: aiojobs.Scheduler
 ) -> None:
-    store = SqliteStore(data_dir=tmp_path)
+    store = SqliteStore(data_dir=tmp_path, table_prefix="")
     await store.ensure_tables([STARS])
     star = Star("s", 0, 0, "m", 50.0, 0.0, 0, 0.0, 0.0)
     await store.insert(STARS, star_to_entity(star))
-    system = ActorSystem(scheduler, mailbox_size=1)
+    system = ActorSystem(scheduler, mailbox_size=1, ask_timeout=10.0)
     system.register("stars", Stuck)
     system.register("popularity", lambda key: PopularityTracker(key, window=3600, threshold=5))
     registry = await system.get("stars", "registry")
@@ -50,7 +51,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
     registry.tell("second")  # the mailbox is full now
     with pytest.raises(Overloaded):
         registry.tell("third")
-    hub = Hub()
+    hub = Hub.from_settings(SseSettings())
     counter = LikeCounter(
         "s",
         store=store,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import aiojobs
 import attrs
 import pytest
 
-from starmap.actors.runtime import Actor, ActorStopped, ActorSystem
-from starmap.errors import Overloaded
+from starmap.actors.runtime import Actor, ActorSystem
+from starmap.errors import ActorStopped, Overloaded
+from starmap.settings import ActorSettings
 
 
 @attrs.frozen
@@ -102,9 +103,16 @@ async def scheduler() -> AsyncIterator[aiojobs.Scheduler]:
     await scheduler.close()
 
 
+# The settings' defaults (ACTOR_MAILBOX_SIZE, ACTOR_ASK_TIMEOUT).
+TUNING: Final[dict[str, Any]] = {
+    "mailbox_size": ActorSettings().mailbox_size,
+    "ask_timeout": ActorSettings().ask_timeout,
+}
+
+
 def make_system(scheduler: aiojobs.Scheduler, log: list[str], **kwargs: Any) -> ActorSystem:
     idle = kwargs.pop("idle", None)
-    system = ActorSystem(scheduler, **kwargs)
+    system = ActorSystem(scheduler, **{**TUNING, **kwargs})
     system.register("counter", lambda key: KeepState(key, log, idle))
     return system
 
@@ -181,7 +189,7 @@ async def test_an_ask_the_actor_started_on_is_not_timed_out(scheduler: aiojobs.S
 
 
 async def test_batchable_messages_that_queue_together_form_one_batch(scheduler: aiojobs.Scheduler) -> None:
-    system = ActorSystem(scheduler)
+    system = ActorSystem(scheduler, **TUNING)
     actor = Counter("b", [])
     system.register("counter", lambda key: actor)
     ref = await system.get("counter", "b")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 import uuid
@@ -27,7 +26,7 @@ from ..stars import (
     star_to_entity,
     stored_star,
 )
-from ..storage import MAX_BATCH, Op, TableStore, iter_entities
+from ..storage import TableStore, delete_rows, iter_entities
 from ..users import USER_STARS, is_relation, relation_entity, require_user
 from .messages import (
     ActiveStars,
@@ -231,17 +230,13 @@ class StarRegistry(Actor):
         """Every star of the store (other replicas' too), deleted one partition batch at a time."""
         removed = 0
         for _attempt in range(3):  # a star deleted meanwhile fails its batch: read again
-            by_partition: dict[str, list[str]] = collections.defaultdict(list)
-            async for stored in iter_entities(self.store, STARS):
-                if is_star_row(stored.entity):  # rows this service did not write are left alone
-                    by_partition[stored.partition_key].append(stored.row_key)
+            keys = [  # rows this service did not write are left alone
+                (s.partition_key, s.row_key)
+                async for s in iter_entities(self.store, STARS)
+                if is_star_row(s.entity)
+            ]
             try:
-                for partition, rows in by_partition.items():
-                    for start in range(0, len(rows), MAX_BATCH):
-                        chunk = rows[start : start + MAX_BATCH]
-                        await self.store.batch(STARS, [Op.delete(partition, rk) for rk in chunk])
-                        removed += len(chunk)
-                        self._forget_all(chunk)
+                removed += await delete_rows(self.store, STARS, keys, after_chunk=self._forget_all)
                 break
             except NotFound:
                 continue
@@ -259,14 +254,12 @@ class StarRegistry(Actor):
 
     async def _drop_star_relations(self) -> None:
         """Every placed/liked row: no star they name exists any more."""
-        by_user: dict[str, list[str]] = collections.defaultdict(list)
-        async for row in iter_entities(self.store, USER_STARS):
-            if is_relation(row.entity):
-                by_user[row.partition_key].append(row.row_key)
-        for user_id, rows in by_user.items():
-            for start in range(0, len(rows), MAX_BATCH):
-                ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
-                await self.store.batch(USER_STARS, ops)
+        keys = [
+            (r.partition_key, r.row_key)
+            async for r in iter_entities(self.store, USER_STARS)
+            if is_relation(r.entity)
+        ]
+        await delete_rows(self.store, USER_STARS, keys)
 
     def state(self) -> dict[str, Any]:
         return {"stars": len(self.index), "foreign_rows": self.census.summary(self.index)}

@@ -22,13 +22,13 @@ from typing import Any, ClassVar, Final
 
 import aiojobs
 
+from ..batching import take_batch
 from ..errors import ActorStopped, Overloaded
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Envelope")
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ASK_TIMEOUT: Final = 10.0
 MAX_BATCH: Final = 1000
 
 
@@ -136,13 +136,10 @@ class _Cell:
             first = await self.mailbox.get()  # no timer per message: the system's reaper passivates
             if first is _STOP:
                 return
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self.mailbox.empty():
-                envelope = self.mailbox.get_nowait()
-                if envelope is _STOP:
-                    await self._handle(batch)
-                    return
-                batch.append(envelope)
+            batch, stop = take_batch(first, self.mailbox.get_nowait, MAX_BATCH, stop=_STOP)
+            if stop:
+                await self._handle(batch)
+                return
             self.busy = True
             try:
                 await self._handle(batch)
@@ -258,8 +255,8 @@ class ActorSystem:
         self,
         scheduler: aiojobs.Scheduler,
         *,
-        mailbox_size: int = 1000,
-        ask_timeout: float = DEFAULT_ASK_TIMEOUT,
+        mailbox_size: int,
+        ask_timeout: float,
     ) -> None:
         self.scheduler = scheduler
         self.mailbox_size = mailbox_size

@@ -23,7 +23,7 @@ from ..events import Publisher
 from ..index import OrderedIndex
 from ..layout import Census
 from ..stars import bucket
-from ..storage import MAX_BATCH, Op, Stored, TableStore, iter_entities
+from ..storage import Stored, TableStore, delete_rows, iter_entities
 from ..users import (
     EMAILS,
     USER_STARS,
@@ -288,12 +288,8 @@ class UserRegistry(Actor):
         return user_id
 
     async def _drop_relations(self, user_id: str) -> None:
-        rows = [
-            s.row_key async for s in iter_entities(self.store, USER_STARS, user_id) if is_relation(s.entity)
-        ]
-        for start in range(0, len(rows), MAX_BATCH):
-            ops = [Op.delete(user_id, rk) for rk in rows[start : start + MAX_BATCH]]
-            await self.store.batch(USER_STARS, ops)
+        rows = [s async for s in iter_entities(self.store, USER_STARS, user_id) if is_relation(s.entity)]
+        await delete_rows(self.store, USER_STARS, [(s.partition_key, s.row_key) for s in rows])
 
     async def _star_ids(self, user_id: str, relation: Relation) -> list[str]:
         await self._read(user_id)  # 404 for an unknown user

@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import attrs
 from aiohttp import web
 
+from .. import rules
 from . import schemas
 
 __all__ = ("PROBLEM_SCHEMA", "Doc", "Param", "build", "doc")
@@ -26,29 +27,29 @@ PROBLEM_SCHEMA: Final = "Problem"
 JSON: Final = "application/json"
 ATTR: Final = "__openapi__"
 
-# The constraints behind each NewType of the wire schemas (what the validators enforce).
-NO_CONTROLS: Final = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+# The constraints behind each NewType of the wire schemas: the very patterns and bounds
+# the validators in starmap.rules run (tests/test_openapi_rules.py checks they agree).
 TYPE_SCHEMAS: Final[Mapping[Any, dict[str, Any]]] = {
     schemas.Coordinate: {"type": "number", "minimum": -1, "maximum": 1},
     schemas.BrightnessValue: {"type": "number", "minimum": 0, "maximum": 100},
     schemas.Message: {
         "type": "string",
         "minLength": 1,
-        "maxLength": schemas.MAX_MESSAGE,
-        "pattern": NO_CONTROLS,
+        "maxLength": rules.MAX_MESSAGE,
+        "pattern": rules.MESSAGE_PATTERN,
     },
-    schemas.EntityId: {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    schemas.EntityId: {
+        "type": "string",
+        "pattern": rules.ID_PATTERN,
+        "not": {"enum": sorted(rules.RESERVED_IDS)},
+    },
     schemas.Name: {
         "type": "string",
-        "minLength": schemas.MIN_NAME,
-        "maxLength": schemas.MAX_NAME,
-        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        "minLength": rules.MIN_NAME,
+        "maxLength": rules.MAX_NAME,
+        "pattern": rules.NAME_PATTERN,
     },
-    schemas.Email: {
-        "type": "string",
-        "maxLength": schemas.MAX_EMAIL,
-        "pattern": "^[^@\\s\\u0000-\\u001f\\u007f]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$",
-    },
+    schemas.Email: {"type": "string", "maxLength": rules.MAX_EMAIL, "pattern": rules.EMAIL_PATTERN},
     str: {"type": "string"},
     float: {"type": "number"},
     int: {"type": "integer"},
@@ -286,6 +287,6 @@ def _path_names(path: str) -> list[str]:
 
 
 def _path_schema(name: str) -> dict[str, Any]:
-    if name == "id":
-        return dict(TYPE_SCHEMAS[schemas.EntityId])
+    if name == "id":  # the reserved words are other routes' paths (/stars/popular), not bad ids
+        return {k: v for k, v in TYPE_SCHEMAS[schemas.EntityId].items() if k != "not"}
     return {"type": "string", "minLength": 1}

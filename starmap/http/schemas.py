@@ -13,11 +13,6 @@ import cattrs
 
 from ..errors import ValidationFailed
 from ..rules import (
-    MAX_EMAIL,
-    MAX_MESSAGE,
-    MAX_NAME,
-    MIN_NAME,
-    RESERVED_IDS,
     check_email,
     check_id,
     check_message,
@@ -26,11 +21,6 @@ from ..rules import (
 )
 
 __all__ = (
-    "MAX_EMAIL",
-    "MAX_MESSAGE",
-    "MAX_NAME",
-    "MIN_NAME",
-    "RESERVED_IDS",
     "LikeIn",
     "StarIn",
     "UserIn",

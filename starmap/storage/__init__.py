@@ -5,25 +5,46 @@ from __future__ import annotations
 from typing import Final
 
 from ..settings import Settings
-from .base import MAX_BATCH, Entity, Op, Page, Stored, TableStore, iter_entities
+from .base import (
+    MAX_BATCH,
+    Entity,
+    Op,
+    Page,
+    Stored,
+    TableStore,
+    delete_rows,
+    iter_entities,
+    partition_chunks,
+)
 
 __all__ = (
     "CONTROL_TABLE",
     "DATA_TABLES",
+    "EMAILS",
     "MAX_BATCH",
+    "STARS",
     "TABLES",
+    "USERS",
+    "USER_STARS",
     "Entity",
     "Op",
     "Page",
     "Stored",
     "TableStore",
+    "delete_rows",
     "describe_store",
     "iter_entities",
     "open_store",
+    "partition_chunks",
 )
 
+# Every table name, defined here only.
+STARS: Final = "Stars"
+USERS: Final = "Users"
+EMAILS: Final = "Emails"  # unique address claims
+USER_STARS: Final = "UserStars"  # the user ↔ star relations
 # The tables that hold the data (what `starmap export` writes out).
-DATA_TABLES: Final = ("Stars", "Users", "Emails", "UserStars")
+DATA_TABLES: Final = (STARS, USERS, EMAILS, USER_STARS)
 # Where tools leave word for running replicas (see starmap.control).
 CONTROL_TABLE: Final = "StarmapControl"
 # Every table the service uses; created at start-up when missing.

@@ -92,9 +92,9 @@ class AzureTableStore:
         self,
         service: TableServiceClient,
         *,
-        table_prefix: str = "",
-        max_concurrency: int = 32,
-        timeout: float = 10.0,
+        table_prefix: str,
+        max_concurrency: int,
+        timeout: float,
         credential: Any = None,
     ) -> None:
         self._service = service

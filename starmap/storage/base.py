@@ -10,8 +10,9 @@ SQLite backend keeps the same rules, so code written against one runs on both.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final, Literal, Protocol
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -26,9 +27,12 @@ __all__ = (
     "check_entity",
     "check_key",
     "check_table_name",
+    "delete_rows",
     "iter_entities",
+    "partition_chunks",
 )
 
+T = TypeVar("T")
 Entity = Mapping[str, Any]
 MAX_BATCH: Final = 100
 MAX_KEY_BYTES: Final = 1024
@@ -151,6 +155,37 @@ async def iter_entities(
         if page.continuation is None:
             return
         continuation = page.continuation
+
+
+def partition_chunks(items: Iterable[T], partition_of: Callable[[T], str]) -> Iterator[list[T]]:
+    """``items`` grouped by partition, in lists of at most ``MAX_BATCH``: the shape of a batch."""
+    groups: dict[str, list[T]] = defaultdict(list)
+    for item in items:
+        groups[partition_of(item)].append(item)
+    for group in groups.values():
+        for start in range(0, len(group), MAX_BATCH):
+            yield group[start : start + MAX_BATCH]
+
+
+async def delete_rows(
+    store: TableStore,
+    table: str,
+    keys: Iterable[tuple[str, str]],
+    *,
+    after_chunk: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Delete rows by (partition, row) key, a batch per partition chunk; how many.
+
+    ``after_chunk`` gets the row keys of each chunk once it is deleted (for indexes
+    that must follow the store chunk by chunk).
+    """
+    deleted = 0
+    for chunk in partition_chunks(keys, lambda key: key[0]):
+        await store.batch(table, [Op.delete(pk, rk) for pk, rk in chunk])
+        deleted += len(chunk)
+        if after_chunk is not None:
+            after_chunk([rk for _, rk in chunk])
+    return deleted
 
 
 def check_table_name(name: str) -> str:

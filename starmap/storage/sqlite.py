@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 
+from ..batching import take_batch
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
 from .base import (
     DEFAULT_PAGE,
@@ -94,7 +95,7 @@ class SqliteStore:
 
     kind: Final = "sqlite"
 
-    def __init__(self, *, data_dir: Path, table_prefix: str = "") -> None:
+    def __init__(self, *, data_dir: Path, table_prefix: str) -> None:
         self.path = data_dir / FILE_NAME
         self._prefix = table_prefix
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="starmap-sqlite-read")
@@ -131,16 +132,9 @@ class SqliteStore:
         conn = self._connect()
         try:
             while (first := self._jobs.get()) is not None:
-                jobs, stop = [first], False
-                while len(jobs) < MAX_GROUP:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    jobs.append(job)
+                # None (the stop request) ends the batch and is never part of it.
+                take = cast(Callable[[], _Job], self._jobs.get_nowait)
+                jobs, stop = take_batch(first, take, MAX_GROUP, stop=None)
                 self._commit(conn, jobs)
                 if stop:
                     break

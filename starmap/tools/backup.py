@@ -20,20 +20,19 @@ import json
 import logging
 import math
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO, Any, Final
 
 import attrs
 
 from .. import __version__
+from ..backoff import retry
 from ..control import request_reload
 from ..errors import AlreadyExists
-from ..storage import DATA_TABLES, MAX_BATCH, TABLES, Op, TableStore, iter_entities
+from ..storage import DATA_TABLES, TABLES, Op, TableStore, iter_entities, partition_chunks
 from ..storage.base import check_entity
 from .legacy_import import TableReport
 from .progress import Progress
-from .retry import retry
 
 __all__ = ("BadExport", "export_tables", "import_tables", "read_export")
 
@@ -135,15 +134,12 @@ async def import_tables(store: TableStore, rows: list[_Row], *, replace: bool = 
     """Write checked rows: inserts in batches per partition (or upserts with ``replace``)."""
     await retry(lambda: store.ensure_tables(TABLES))
     reports = {table: TableReport(table) for table in DATA_TABLES}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         reports[row.table].found += 1
-        groups[(row.table, row.entity["PartitionKey"])].append(row.entity)
     with Progress("import", len(rows), log=log) as progress:
-        for (table, _), entities in groups.items():
-            report = reports[table]
-            for i in range(0, len(entities), MAX_BATCH):
-                chunk = entities[i : i + MAX_BATCH]
+        for table, report in reports.items():
+            entities = [row.entity for row in rows if row.table == table]
+            for chunk in partition_chunks(entities, lambda entity: str(entity["PartitionKey"])):
                 try:
                     ops = [Op("upsert" if replace else "insert", e) for e in chunk]
                     await retry(functools.partial(store.batch, table, ops))

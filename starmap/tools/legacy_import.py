@@ -16,18 +16,18 @@ import asyncio
 import functools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
+from ..backoff import retry
 from ..control import request_reload
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
 from ..layout import RowKind, classify
 from ..legacy import Converted, Options, choose_stars, choose_users, convert_star, convert_user, legacy_email
 from ..stars import STAR_FIELDS, STARS, Star, bucket, star_to_entity
-from ..storage import MAX_BATCH, TABLES, Op, Stored, TableStore, iter_entities
+from ..storage import TABLES, Op, Stored, TableStore, iter_entities, partition_chunks
 from ..users import (
     EMAILS,
     USER_FIELDS,
@@ -40,7 +40,6 @@ from ..users import (
     user_to_entity,
 )
 from .progress import Progress
-from .retry import retry
 
 __all__ = ("ImportReport", "TableReport", "import_legacy")
 
@@ -167,12 +166,7 @@ class _Run:
     # -- writing ----------------------------------------------------------------------
 
     async def write_stars(self, report: TableReport, todo: list[Star]) -> None:
-        by_partition: dict[str, list[Star]] = defaultdict(list)
-        for star in todo:
-            by_partition[bucket(star.id)].append(star)
-        chunks = [
-            rows[i : i + MAX_BATCH] for rows in by_partition.values() for i in range(0, len(rows), MAX_BATCH)
-        ]
+        chunks = partition_chunks(todo, lambda star: bucket(star.id))
         await asyncio.gather(*(self.write_star_chunk(report, chunk) for chunk in chunks))
 
     async def write_star_chunk(self, report: TableReport, chunk: list[Star]) -> None:
@@ -234,7 +228,7 @@ class _Run:
     ) -> None:  # fmt: skip
         """Delete each source row whose import reads back from the target as it was written."""
         present = {r.row_key: r.entity for r in await _rows(self.target, table) if _own_key(r)}
-        verified: dict[str, list[Stored]] = defaultdict(list)
+        verified: list[Stored] = []
         for item, source in zip(chosen, sources, strict=True):
             if item.value is None:
                 continue
@@ -244,10 +238,9 @@ class _Run:
             elif not matches(item.value, imported):
                 report.source_kept.append((item.partition, item.row, "the row with this id differs: kept"))
             else:
-                verified[source.partition_key].append(source)
-        for rows in verified.values():
-            for i in range(0, len(rows), MAX_BATCH):
-                await self.delete_chunk(report, table, rows[i : i + MAX_BATCH])
+                verified.append(source)
+        for chunk in partition_chunks(verified, lambda row: row.partition_key):
+            await self.delete_chunk(report, table, chunk)
 
     async def delete_chunk(self, report: TableReport, table: str, rows: list[Stored]) -> None:
         ops = [Op.delete(r.partition_key, r.row_key, r.etag) for r in rows]

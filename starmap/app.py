@@ -20,6 +20,7 @@ from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
+from .http.views import WireViews
 from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
 from .metrics import InstrumentedStore, Metrics, counter, gauge
 from .redis import Mirror, RedisLink
@@ -107,7 +108,13 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
         bucket_seconds = settings.redis.popularity_window / POPULARITY_BUCKETS
         mirror = app[MIRROR] = Mirror(link, bucket_seconds=bucket_seconds)
     actors = await Actors.start(
-        settings, store=app[STORE], publisher=hub, scheduler=scheduler, link=link, mirror=mirror
+        settings,
+        store=app[STORE],
+        publisher=hub,
+        scheduler=scheduler,
+        views=WireViews(app[BRIGHTNESS]),
+        link=link,
+        mirror=mirror,
     )
     app[ACTORS] = actors
     app[METRICS].watch(lambda: _live_metrics(app))

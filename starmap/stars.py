@@ -87,28 +87,6 @@ class Star:
     user_id: str | None = None
     batches: tuple[str, ...] = ()
 
-    def to_json(self, model: Brightness, now: float, *, is_popular: bool) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "x": self.x,
-            "y": self.y,
-            "message": self.message,
-            "brightness": round(model.at(self.b0, self.t0, now), 6),
-            "last_liked": self.last_liked,
-            "likes": self.likes,
-            "created_at": self.created_at,
-            "user_id": self.user_id,
-            "is_popular": is_popular,
-        }
-
-    def like_json(self, model: Brightness, now: float) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "brightness": round(model.at(self.b0, self.t0, now), 6),
-            "last_liked": self.last_liked,
-            "likes": self.likes,
-        }
-
     def with_likes(self, model: Brightness, count: int, now: float, batch_id: str) -> Star:
         return attrs.evolve(
             self,

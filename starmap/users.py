@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import urllib.parse
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import attrs
@@ -53,10 +52,6 @@ class User:
     @property
     def email_key(self) -> str:
         return email_key(self.email)
-
-    def to_json(self) -> dict[str, Any]:
-        created = datetime.fromtimestamp(self.created_at, UTC).isoformat().replace("+00:00", "Z")
-        return {"id": self.id, "name": self.name, "email": self.email, "created_at": created}
 
 
 def email_key(address: str) -> str:

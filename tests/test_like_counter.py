@@ -16,6 +16,7 @@ from starmap.actors.popularity import PopularityTracker
 from starmap.actors.runtime import Actor, ActorSystem
 from starmap.errors import Overloaded
 from starmap.events import Hub
+from starmap.http.views import WireViews
 from starmap.settings import SseSettings
 from starmap.stars import STARS, Brightness, Star, bucket, star_to_entity
 from starmap.storage.sqlite import SqliteStore
@@ -57,15 +58,17 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
         store=store,
         publisher=hub,
         brightness=Brightness(3600, 20, 20),
+        views=WireViews(Brightness(3600, 20, 20)),
         registry=registry,
         popularity=await system.get("popularity", "local"),
+        users=registry,  # no user in these likes: never asked
         write_deadline=1,
         idle_timeout=60,
     )
     system.register("likes", lambda key: counter)
     likes = await system.get("likes", "s")
     answer = await likes.ask(Like())
-    assert answer["likes"] == 1  # answered as the durable write it was
+    assert answer.likes == 1  # answered as the durable write it was
     assert (await store.get(STARS, bucket("s"), "s")).entity["likes"] == 1
     assert [e.type for e in hub.recent] == ["update"]  # and still announced to streams
     await store.close()

@@ -10,33 +10,34 @@ import aiojobs
 import attrs
 import pytest
 
+from starmap.actors.messages import Ask
 from starmap.actors.runtime import Actor, ActorSystem
 from starmap.errors import ActorStopped, Overloaded
 from starmap.settings import ActorSettings
 
 
 @attrs.frozen
-class Add:
+class Add(Ask[int]):
     n: int
 
 
 @attrs.frozen
-class Get:
+class Get(Ask[int]):
     pass
 
 
 @attrs.frozen
-class Boom:
+class Boom(Ask[int]):
     pass
 
 
 @attrs.frozen
-class Slow:
+class Slow(Ask[int]):
     seconds: float
 
 
 @attrs.frozen
-class Batched:
+class Batched(Ask[int]):
     value: int
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from starmap.app import create_app
+from starmap.errors import NotFound
 from starmap.keys import HUB, STORE
 from starmap.stars import STARS
 from starmap.storage import TableStore
@@ -298,6 +299,24 @@ async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
 
     faulty[0].down.clear()
     assert (await (await client.post("/stars/antares/like")).json())["likes"] == 2
+
+
+async def test_a_like_answered_503_records_no_liked_relation(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
+) -> None:
+    """Who liked what is recorded only once the like is durable (by the user registry)."""
+    faulty, factory = faulty_factory()
+    client = await aiohttp_client(create_app(make_settings(LIKE_WRITE_DEADLINE="0.3"), store_factory=factory))
+    await faulty[0].inner.insert(USERS, user_to_entity(User("vera", "Vera", "vera@example.org", 0.0)))
+    await create(client, id="rigel")
+    faulty[0].down.add(("update", STARS))
+    failed = await client.post("/stars/rigel/like", json={"user_id": "vera"})
+    assert failed.status == 503
+    with pytest.raises(NotFound):
+        await faulty[0].inner.get(USER_STARS, "vera", "liked:rigel")
+    faulty[0].down.clear()
+    assert (await client.post("/stars/rigel/like", json={"user_id": "vera"})).status == 200
+    assert (await faulty[0].inner.get(USER_STARS, "vera", "liked:rigel")).entity["star_id"] == "rigel"
 
 
 # -- active and popular ------------------------------------------------------------------------

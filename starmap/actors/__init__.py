@@ -22,11 +22,22 @@ from ..stars import Brightness, star_from_entity
 from ..storage import TableStore
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
-from .messages import Forget, Liked, PopularCounts, Reload, StarChanged, StarRemoved
+from .messages import (
+    Forget,
+    Liked,
+    PopularCounts,
+    Ready,
+    Reload,
+    StarChanged,
+    StarRemoved,
+    UserChanged,
+    UserRemoved,
+)
 from .popularity import PopularityTracker
 from .registry import StarRegistry
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
 from .users import UserRegistry
+from .wire import Views
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
 
@@ -57,6 +68,7 @@ class Actors:
         store: TableStore,
         publisher: Publisher,
         scheduler: aiojobs.Scheduler,
+        views: Views,
         link: RedisLink | None = None,
         mirror: Mirror | None = None,
     ) -> Actors:
@@ -82,6 +94,9 @@ class Actors:
             ),
         )
         pop = await system.get(popularity.KIND, popularity.KEY)
+        user_registry = UserRegistry(users.KEY, store=store, publisher=publisher, views=views)
+        system.register(users.KIND, lambda key: user_registry)
+        user_ref = await system.get(users.KIND, users.KEY)
 
         def forget(star_id: str) -> None:
             """After a star's durable deletion: its counter stops, its popularity goes."""
@@ -92,7 +107,14 @@ class Actors:
                 pop.tell(Forget(star_id))
 
         star_registry = registry.StarRegistry(
-            registry.KEY, store=store, publisher=publisher, brightness=model, on_delete=forget, mirror=mirror
+            registry.KEY,
+            store=store,
+            publisher=publisher,
+            brightness=model,
+            views=views,
+            users=user_ref,
+            on_delete=forget,
+            mirror=mirror,
         )
         system.register(registry.KIND, lambda key: star_registry)
         reg = await system.get(registry.KIND, registry.KEY)
@@ -103,20 +125,19 @@ class Actors:
                 store=store,
                 publisher=publisher,
                 brightness=model,
+                views=views,
                 registry=reg,
                 popularity=pop,
+                users=user_ref,
                 write_deadline=tuning.like_write_deadline,
                 idle_timeout=tuning.idle_seconds,
                 mirror=mirror,
             ),
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
-        user_registry = UserRegistry(users.KEY, store=store, publisher=publisher)
-        system.register(users.KIND, lambda key: user_registry)
-        user_ref = await system.get(users.KIND, users.KEY)
         actors = cls(system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker)
-        await reg.ask(registry.Ready())
-        await user_ref.ask(users.ListUsers(limit=1))  # its index is loaded too
+        await reg.ask(Ready())
+        await user_ref.ask(Ready())
         return actors
 
     def stars(self) -> StarIndex:
@@ -128,8 +149,7 @@ class Actors:
         current = self.tracker.current()
         if current is not None:
             return current
-        counts: dict[str, int] = await self.popularity.ask(PopularCounts())
-        return counts
+        return await self.popularity.ask(PopularCounts())
 
     async def like_counter(self, star_id: str) -> ActorRef:
         return await self.system.get(likes.KIND, star_id)
@@ -153,9 +173,9 @@ class Actors:
                 self.registry.tell(Reload())
                 self.popularity.tell(Forget(None))
             case "users", "create" | "update":
-                self.users.tell(users.UserChanged(user_from_entity(meta["entity"])))
+                self.users.tell(UserChanged(user_from_entity(meta["entity"])))
             case "users", "delete":
-                self.users.tell(users.UserRemoved(data["id"]))
+                self.users.tell(UserRemoved(data["id"]))
 
     def reload(self) -> None:
         """Rebuild both indexes from the table store (after a relay outage)."""

@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..backoff import Backoff
-from ..errors import NotFound, Overloaded, PreconditionFailed, StorageUnavailable
+from ..errors import ActorStopped, NotFound, Overloaded, PreconditionFailed, StorageUnavailable
 from ..events import Publisher
 from ..redis import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
 from ..storage import TableStore
-from ..users import USER_STARS, relation_entity, require_user
-from .messages import Like, Liked, StarChanged
-from .runtime import Actor, ActorRef, ActorStopped
+from .messages import CheckUser, Like, Liked, Relate, StarChanged
+from .runtime import Actor, ActorRef
+from .wire import Views
 
 __all__ = ("LikeCounter",)
 
@@ -54,8 +54,10 @@ class LikeCounter(Actor):
         store: TableStore,
         publisher: Publisher,
         brightness: Brightness,
+        views: Views,
         registry: ActorRef,
         popularity: ActorRef,
+        users: ActorRef,
         write_deadline: float,
         idle_timeout: float,
         mirror: Mirror | None = None,
@@ -66,8 +68,10 @@ class LikeCounter(Actor):
         self.store = store
         self.publisher = publisher
         self.brightness = brightness
+        self.views = views
         self.registry = registry
         self.popularity = popularity
+        self.users = users
         self.write_deadline = write_deadline
         self.idle_timeout = idle_timeout  # type: ignore[misc]  # per instance, from settings
         self.clock = clock
@@ -94,28 +98,45 @@ class LikeCounter(Actor):
         counted: list[int] = []
         for i, like in enumerate(messages):
             try:
-                await self._record_liker(like.user_id)
+                await self._check_liker(like.user_id)
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
                 results[i] = exc
         if counted:
+            answer: Star | Exception
             try:
-                star = await self._commit(len(counted))
-                answer: Any = star.like_json(self.brightness, self.clock())
+                answer = await self._commit(len(counted))
             except Exception as exc:
                 answer = exc
+            else:
+                await self._relate([messages[i].user_id for i in counted], answer.last_liked)
             for i in counted:
                 results[i] = answer
         return results
 
-    async def _record_liker(self, user_id: str | None) -> None:
-        """Check the user and record who liked what, before the like itself is counted."""
-        if user_id is None:
-            return
-        if user_id not in self.known_users:
-            await require_user(self.store, user_id)
+    async def _check_liker(self, user_id: str | None) -> None:
+        """An unknown user's like is refused (404) before anything is counted."""
+        if user_id is not None and user_id not in self.known_users:
+            await self.users.ask(CheckUser(user_id))
             self.known_users.add(user_id)
-        await self.store.upsert(USER_STARS, relation_entity(user_id, "liked", self.key, self.clock()))
+
+    async def _relate(self, user_ids: list[str | None], at: float) -> None:
+        """Once the likes are durable: the user registry records who liked this star.
+
+        The likes are committed whatever happens here: a relation that cannot be
+        recorded is logged, never turned into an error for the like.
+        """
+        likers = [u for u in dict.fromkeys(user_ids) if u is not None]
+        outcomes = await asyncio.gather(
+            *(self.users.ask(Relate(u, "liked", self.key, at)) for u in likers), return_exceptions=True
+        )
+        for user_id, outcome in zip(likers, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning(
+                    "star %s: liked by %s, but the relation was not recorded: %s", self.key, user_id, outcome
+                )
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def _commit(self, count: int) -> Star:
         """One durable write for ``count`` likes; the new state. Nothing changes on failure."""
@@ -176,7 +197,7 @@ class LikeCounter(Actor):
         if self.mirror is not None:
             self.mirror.star_saved(star)
             self.mirror.liked(star.id, count, star.last_liked)
-        data = star.to_json(self.brightness, self.clock(), is_popular=popular)
+        data = self.views.star(star, self.clock(), is_popular=popular)
         meta = {"entity": star_to_entity(star), "likes_delta": count}
         self.publisher.publish("stars", "update", data, meta)
 

@@ -1,35 +1,78 @@
-"""Messages: one frozen class per command an actor takes."""
+"""Every message an actor takes, one frozen class each, grouped by actor family.
+
+A message that expects an answer subclasses ``Ask[R]``: ``ActorRef.ask`` returns an
+``R``, so mypy checks every call site without a hand-written annotation. The others
+are told (fire and forget).
+"""
 
 from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from ..stars import Star
+from ..users import Relation, User
 
 __all__ = (
     "Acquire",
     "ActiveStars",
+    "Ask",
+    "CheckUser",
     "ClearAll",
     "CreateStar",
+    "CreateUser",
     "DeleteStar",
+    "DeleteUser",
     "Forget",
+    "ForgetRelations",
     "GetStar",
+    "GetUser",
     "Like",
     "Liked",
+    "ListUsers",
     "PopularCounts",
     "RateDecision",
     "ReadStored",
+    "Ready",
+    "Relate",
     "Reload",
     "StarChanged",
     "StarRemoved",
+    "UpdateUser",
+    "UserChanged",
+    "UserPage",
+    "UserRemoved",
+    "UserStarIds",
 )
 
+R = TypeVar("R", covariant=True)
 
-# -- star registry -------------------------------------------------------------
+
+class Ask(Generic[R]):
+    """A message whose answer is an ``R`` (what ``ActorRef.ask`` returns for it)."""
+
+    __slots__ = ()
+
+
+# -- both registries -----------------------------------------------------------------
 
 
 @attrs.frozen
-class CreateStar:
+class Reload(Ask[int]):
+    """Rebuild the index from the table store (after events may have been missed); its size."""
+
+
+@attrs.frozen
+class Ready(Ask[int]):
+    """Answered once the index is loaded (start-up waits for it); its size."""
+
+
+# -- star registry -----------------------------------------------------------------
+
+
+@attrs.frozen
+class CreateStar(Ask[Star]):
     x: float
     y: float
     message: str
@@ -39,17 +82,19 @@ class CreateStar:
 
 
 @attrs.frozen
-class GetStar:
+class GetStar(Ask[Star]):
     id: str
 
 
 @attrs.frozen
-class DeleteStar:
+class DeleteStar(Ask[str]):
+    """Delete a star; its id."""
+
     id: str
 
 
 @attrs.frozen
-class ActiveStars:
+class ActiveStars(Ask[list[Star]]):
     """Stars liked (or created) at or after ``since``, brightest first."""
 
     since: float
@@ -75,42 +120,41 @@ class StarRemoved:
 
 
 @attrs.frozen
-class ClearAll:
+class ClearAll(Ask[int]):
     """Remove every star (admin): durably, batched per partition; the count removed."""
 
 
 @attrs.frozen
-class ReadStored:
+class ReadStored(Ask[dict[str, Any]]):
     """The star as the table store holds it now (a point read, for debugging)."""
 
     id: str
 
 
-@attrs.frozen
-class Reload:
-    """Rebuild the index from the table store (after events may have been missed)."""
-
-
-# -- like counter --------------------------------------------------------------
+# -- like counter ------------------------------------------------------------------
 
 
 @attrs.frozen
-class Like:
+class Like(Ask[Star]):
+    """One like; the star as it is once the like is durable."""
+
     user_id: str | None = None
 
 
-# -- popularity tracker ---------------------------------------------------------
+# -- popularity tracker ------------------------------------------------------------
 
 
 @attrs.frozen
-class Liked:
+class Liked(Ask[bool]):
+    """Likes counted for a star; whether it is popular now (also told, from other replicas)."""
+
     star_id: str
     count: int
     at: float
 
 
 @attrs.frozen
-class PopularCounts:
+class PopularCounts(Ask[dict[str, int]]):
     """Likes within the window of every star at or over the threshold."""
 
 
@@ -121,12 +165,7 @@ class Forget:
     star_id: str | None
 
 
-# -- rate limiter -----------------------------------------------------------------
-
-
-@attrs.frozen
-class Acquire:
-    client: str
+# -- rate limiter ------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -136,3 +175,90 @@ class RateDecision:
     remaining: int
     reset: float
     retry_after: float
+
+
+@attrs.frozen
+class Acquire(Ask[RateDecision]):
+    client: str
+
+
+# -- user registry: users, their addresses, the user ↔ star relations ---------------
+
+
+@attrs.frozen
+class UserPage:
+    users: list[User]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class CreateUser(Ask[User]):
+    name: str
+    email: str
+
+
+@attrs.frozen
+class GetUser(Ask[User]):
+    id: str
+
+
+@attrs.frozen
+class ListUsers(Ask[UserPage]):
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen
+class UpdateUser(Ask[User]):
+    id: str
+    name: str
+    email: str
+
+
+@attrs.frozen
+class DeleteUser(Ask[str]):
+    """Delete a user, its address claim and its relations; its id."""
+
+    id: str
+
+
+@attrs.frozen
+class UserChanged:
+    """A user created or changed on any replica (from the event stream)."""
+
+    user: User
+
+
+@attrs.frozen
+class UserRemoved:
+    id: str
+
+
+@attrs.frozen
+class UserStarIds(Ask[list[str]]):
+    """The ids of the stars a user placed (or liked), newest first."""
+
+    user_id: str
+    relation: Relation
+
+
+@attrs.frozen
+class CheckUser(Ask[None]):
+    """``NotFound`` unless the user exists (a point read: the store is the truth across replicas)."""
+
+    id: str
+
+
+@attrs.frozen
+class Relate(Ask[None]):
+    """Record that a user placed or liked a star (once the star or the like is durable)."""
+
+    user_id: str
+    relation: Relation
+    star_id: str
+    at: float
+
+
+@attrs.frozen
+class ForgetRelations(Ask[int]):
+    """Every placed/liked row goes (no star they name exists any more: an admin clear)."""

@@ -9,8 +9,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import attrs
-
 from ..errors import AlreadyExists, NotFound
 from ..events import Publisher
 from ..index import StarIndex
@@ -27,31 +25,30 @@ from ..stars import (
     stored_star,
 )
 from ..storage import TableStore, delete_rows, iter_entities
-from ..users import USER_STARS, is_relation, relation_entity, require_user
 from .messages import (
     ActiveStars,
+    CheckUser,
     ClearAll,
     CreateStar,
     DeleteStar,
+    ForgetRelations,
     GetStar,
     ReadStored,
+    Ready,
+    Relate,
     Reload,
     StarChanged,
     StarRemoved,
 )
-from .runtime import Actor
+from .runtime import Actor, ActorRef
+from .wire import Views
 
-__all__ = ("Ready", "StarRegistry")
+__all__ = ("StarRegistry",)
 
 log = logging.getLogger(__name__)
 
 KIND: Final = "stars"
 KEY: Final = "registry"
-
-
-@attrs.frozen
-class Ready:
-    """Answered once the index is loaded (start-up waits for it)."""
 
 
 class StarRegistry(Actor):
@@ -71,6 +68,8 @@ class StarRegistry(Actor):
         store: TableStore,
         publisher: Publisher,
         brightness: Brightness,
+        views: Views,
+        users: ActorRef,
         on_delete: Callable[[str], None],
         mirror: Mirror | None = None,
         clock: Callable[[], float] = time.time,
@@ -79,6 +78,8 @@ class StarRegistry(Actor):
         self.mirror = mirror
         self.store = store
         self.publisher = publisher
+        self.views = views
+        self.users = users  # the user registry: it owns users and their relations
         self.brightness = brightness
         self.on_delete = on_delete
         self.clock = clock
@@ -181,7 +182,7 @@ class StarRegistry(Actor):
     async def _write(self, cmd: CreateStar, star_id: str) -> Star:
         """The durable part of a create: the user checked, the star and its owner's record written."""
         if cmd.user_id is not None:
-            await require_user(self.store, cmd.user_id)
+            await self.users.ask(CheckUser(cmd.user_id))
         now = self.clock()
         star = Star(
             id=star_id,
@@ -201,7 +202,7 @@ class StarRegistry(Actor):
             raise AlreadyExists(f"star id {star_id!r} is taken") from None
         if cmd.user_id is not None:
             try:
-                await self.store.upsert(USER_STARS, relation_entity(cmd.user_id, "placed", star_id, now))
+                await self.users.ask(Relate(cmd.user_id, "placed", star_id, now))
             except BaseException:
                 # No star without its owner's record: undo the insert, answer the error.
                 await self.store.delete(STARS, bucket(star_id), star_id)
@@ -212,7 +213,7 @@ class StarRegistry(Actor):
         self.index.add(star)
         if self.mirror is not None:
             self.mirror.star_saved(star)
-        data = star.to_json(self.brightness, self.clock(), is_popular=False)
+        data = self.views.star(star, self.clock(), is_popular=False)
         self.publisher.publish("stars", "create", data, {"entity": star_to_entity(star)})
 
     async def _delete(self, star_id: str) -> str:
@@ -241,7 +242,7 @@ class StarRegistry(Actor):
             except NotFound:
                 continue
         self._forget_all([star.id for star in self.index])  # what the index had and the store did not
-        await self._drop_star_relations()
+        await self.users.ask(ForgetRelations())  # no star they name exists any more
         self.publisher.publish("stars", "clear", {"count": removed})
         return removed
 
@@ -251,15 +252,6 @@ class StarRegistry(Actor):
             self.on_delete(star_id)
             if self.mirror is not None:
                 self.mirror.star_deleted(star_id)
-
-    async def _drop_star_relations(self) -> None:
-        """Every placed/liked row: no star they name exists any more."""
-        keys = [
-            (r.partition_key, r.row_key)
-            async for r in iter_entities(self.store, USER_STARS)
-            if is_relation(r.entity)
-        ]
-        await delete_rows(self.store, USER_STARS, keys)
 
     def state(self) -> dict[str, Any]:
         return {"stars": len(self.index), "foreign_rows": self.census.summary(self.index)}

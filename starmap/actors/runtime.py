@@ -18,16 +18,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 import aiojobs
 
 from ..batching import take_batch
 from ..errors import ActorStopped, Overloaded
+from .messages import Ask
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Envelope")
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 MAX_BATCH: Final = 1000
 
@@ -232,12 +235,12 @@ class ActorRef:
         self.kind = cell.kind
         self.key = cell.actor.key
 
-    def tell(self, message: Any) -> None:
+    def tell(self, message: object) -> None:
         """Send without waiting; ``Overloaded`` if the mailbox is full."""
         self._cell.put(Envelope(message))
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-        """Send and wait for the answer (or the exception the actor raised)."""
+    async def ask(self, message: Ask[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
+        """Send and wait for the answer (or the exception the actor raised): an ``R``."""
         if self._cell.stopped:  # passivated since this ref was taken: wake it again
             self._cell = (await self._system.get(self.kind, self.key))._cell
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -245,7 +248,7 @@ class ActorRef:
         self._cell.put(Envelope(message, future, deadline))
         # No timer per ask (the hot path): the actor checks the deadline when it gets to
         # the message; a cancelled asker (a client gone) leaves a future it skips.
-        return await future
+        return cast(R, await future)  # the actor answers an Ask[R] with an R
 
 
 class ActorSystem:

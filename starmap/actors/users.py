@@ -1,5 +1,9 @@
 """The user registry: users, their unique e-mail claims, the user → star relations.
 
+It alone reads and writes ``Users``, ``Emails`` and ``UserStars``: the star registry
+asks it to check a user and to record a placed star, the like counter to check a
+liker and, once the like is durable, to record it.
+
 E-mail uniqueness holds across replicas without a scan: a user's address is
 claimed in ``Emails`` (insert-if-absent) before the user is written, and every
 multi-step change is compensated when a step fails, so no claim is left without
@@ -10,10 +14,11 @@ address (a change in progress elsewhere takes milliseconds, not that long).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -33,25 +38,31 @@ from ..users import (
     claim_entity,
     email_key,
     is_relation,
+    relation_entity,
     stored_user,
     user_census,
     user_to_entity,
 )
-from .messages import Reload
-from .runtime import Actor
-
-__all__ = (
-    "CreateUser",
-    "DeleteUser",
-    "GetUser",
-    "ListUsers",
-    "UpdateUser",
-    "UserChanged",
-    "UserPage",
-    "UserRemoved",
-    "UserRegistry",
-    "UserStarIds",
+from .messages import (
+    CheckUser,
+    CreateUser,
+    DeleteUser,
+    ForgetRelations,
+    GetUser,
+    ListUsers,
+    Ready,
+    Relate,
+    Reload,
+    UpdateUser,
+    UserChanged,
+    UserPage,
+    UserRemoved,
+    UserStarIds,
 )
+from .runtime import Actor
+from .wire import Views
+
+__all__ = ("UserRegistry",)
 
 log = logging.getLogger(__name__)
 
@@ -60,72 +71,26 @@ KEY: Final = "registry"
 STALE_CLAIM: Final = 30.0
 
 
-@attrs.frozen
-class CreateUser:
-    name: str
-    email: str
-
-
-@attrs.frozen
-class GetUser:
-    id: str
-
-
-@attrs.frozen
-class ListUsers:
-    limit: int | None = None
-    cursor: str | None = None
-
-
-@attrs.frozen
-class UserPage:
-    users: list[User]
-    next_cursor: str | None
-
-
-@attrs.frozen
-class UpdateUser:
-    id: str
-    name: str
-    email: str
-
-
-@attrs.frozen
-class DeleteUser:
-    id: str
-
-
-@attrs.frozen
-class UserChanged:
-    """A user created or changed on any replica (from the event stream)."""
-
-    user: User
-
-
-@attrs.frozen
-class UserRemoved:
-    id: str
-
-
-@attrs.frozen
-class UserStarIds:
-    """The ids of the stars a user placed (or liked), newest first."""
-
-    user_id: str
-    relation: Relation
-
-
 class UserRegistry(Actor):
     """One per process; loads every user at start-up into an ordered index."""
 
     kind = KIND
+    # Checks and relation writes that queue together run concurrently (one store round trip).
+    batchable = (CheckUser, Relate)
 
     def __init__(
-        self, key: str, *, store: TableStore, publisher: Publisher, clock: Callable[[], float] = time.time
+        self,
+        key: str,
+        *,
+        store: TableStore,
+        publisher: Publisher,
+        views: Views,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(key)
         self.store = store
         self.publisher = publisher
+        self.views = views
         self.clock = clock
         self.index: OrderedIndex[User] = OrderedIndex()
         self.census: Census[User] = user_census()
@@ -162,7 +127,30 @@ class UserRegistry(Actor):
             case Reload():
                 await self.on_start()
                 return len(self.index)
+            case Ready():
+                return len(self.index)
+            case CheckUser(user_id):
+                await self._read(user_id)
+                return None
+            case Relate(user_id, relation, star_id, at):
+                await self.store.upsert(USER_STARS, relation_entity(user_id, relation, star_id, at))
+                return None
+            case ForgetRelations():
+                keys = [
+                    (r.partition_key, r.row_key)
+                    async for r in iter_entities(self.store, USER_STARS)
+                    if is_relation(r.entity)
+                ]
+                return await delete_rows(self.store, USER_STARS, keys)
         return await super().receive(message)
+
+    async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
+        """Checks and relation writes, all at once: each its own answer."""
+        outcomes = await asyncio.gather(*(self.receive(m) for m in messages), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation and the like: not an answer to give
+        return list(outcomes)
 
     async def _read(self, user_id: str) -> tuple[User, str]:
         """The user and its ETag: a point read (the store is the truth across replicas)."""
@@ -240,7 +228,7 @@ class UserRegistry(Actor):
             await self._undo("the claim of a user never made", lambda: self._release(user.email_key, user.id))
             raise
         self.index.add(user)
-        self.publisher.publish("users", "create", user.to_json(), {"entity": user_to_entity(user)})
+        self.publisher.publish("users", "create", self.views.user(user), {"entity": user_to_entity(user)})
         return user
 
     async def _update(self, user_id: str, name: str, email: str) -> User:
@@ -263,7 +251,7 @@ class UserRegistry(Actor):
                 await self._undo("a user's new address", lambda: self._restore(old, new_etag, new.email_key))
                 raise
         self.index.replace(new)
-        self.publisher.publish("users", "update", new.to_json(), {"entity": user_to_entity(new)})
+        self.publisher.publish("users", "update", self.views.user(new), {"entity": user_to_entity(new)})
         return new
 
     async def _restore(self, old: User, etag: str, new_key: str) -> None:

@@ -35,7 +35,7 @@ async def clear_stars(request: web.Request) -> web.Response:
     """Remove every star durably; one ``clear`` event tells every open map."""
     if (refused := _refusal(request)) is not None:
         return refused
-    count: int = await request.config_dict[ACTORS].registry.ask(ClearAll(), timeout=300)
+    count = await request.config_dict[ACTORS].registry.ask(ClearAll(), timeout=300)
     return json_response({"message": f"removed {count} stars", "count": count})
 
 

@@ -13,6 +13,7 @@ from ..storage import TABLES, describe_store
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
+from .views import star_json
 
 __all__ = ("active_stars", "actor", "actors", "add_test_star", "cache_stats", "table_info")
 
@@ -97,8 +98,8 @@ async def add_test_star(request: web.Request) -> web.Response:
     model, now = request.config_dict[BRIGHTNESS], time.time()
     return json_response(
         {
-            "created": created.to_json(model, now, is_popular=False),
-            "registry": via_registry.to_json(model, now, is_popular=False),
+            "created": star_json(created, model, now, is_popular=False),
+            "registry": star_json(via_registry, model, now, is_popular=False),
             "store": stored,
             "consistent": via_registry == created and stored["likes"] == created.likes,
         },

@@ -32,6 +32,7 @@ from .openapi import Param, doc
 from .paging import link_next, parse_limit
 from .problems import problem
 from .schemas import LikeIn, StarIn, check_id, converter
+from .views import like_json, star_json
 
 LIMIT: Final = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size")
 CURSOR: Final = Param("cursor", "query", {"type": "string"}, "from the previous page's Link header")
@@ -71,7 +72,7 @@ def _as_json(
 ) -> list[dict[str, Any]]:
     """Stars as their JSON objects: brightness at ``now``, ``is_popular`` from ``popular``."""
     model = request.config_dict[BRIGHTNESS]
-    return [s.to_json(model, now, is_popular=s.id in popular) for s in stars]
+    return [star_json(s, model, now, is_popular=s.id in popular) for s in stars]
 
 
 async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
@@ -156,7 +157,7 @@ async def create_star(request: web.Request) -> web.Response:
     command = CreateStar(
         x=body.x, y=body.y, message=body.message, brightness=body.brightness, user_id=body.user_id, id=body.id
     )
-    star: Star = await request.config_dict[ACTORS].registry.ask(command)
+    star = await request.config_dict[ACTORS].registry.ask(command)
     [rendered] = await render_stars(request, [star])
     answer = json_response(rendered, status=201)
     answer.headers["Location"] = str(URL("/stars") / star.id)
@@ -222,7 +223,7 @@ async def like_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
     body = await load_body(request, LikeIn, converter, optional=True)
     actors = request.config_dict[ACTORS]
-    decision: RateDecision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
+    decision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
     headers = _rate_headers(decision)
     if not decision.allowed:
         request.config_dict[METRICS].rate_limited.inc()
@@ -231,8 +232,8 @@ async def like_star(request: web.Request) -> web.Response:
         detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
         return problem(429, detail, headers=headers)
     counter = await actors.like_counter(star_id)
-    result = await counter.ask(Like(user_id=body.user_id))
-    return json_response(result, headers=headers)
+    star = await counter.ask(Like(user_id=body.user_id))
+    return json_response(like_json(star, request.config_dict[BRIGHTNESS], time.time()), headers=headers)
 
 
 @doc(

@@ -7,10 +7,10 @@ from typing import Final, cast
 from aiohttp import web
 from yarl import URL
 
-from ..actors.users import CreateUser, DeleteUser, GetUser, ListUsers, UpdateUser, UserPage, UserStarIds
+from ..actors.messages import CreateUser, DeleteUser, GetUser, ListUsers, UpdateUser, UserStarIds
 from ..errors import ValidationFailed
 from ..keys import ACTORS
-from ..users import RELATIONS, Relation, User
+from ..users import RELATIONS, Relation
 from .body import load_body
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
@@ -18,6 +18,7 @@ from .openapi import Param, doc
 from .paging import link_next, parse_limit
 from .schemas import UserIn, check_id, converter
 from .stars import BODY_ERRORS, CURSOR, LIMIT, UNAVAILABLE, render_stars
+from .views import user_json
 
 __all__ = ("create_user", "delete_user", "get_user", "list_users", "update_user", "user_stars")
 
@@ -40,8 +41,8 @@ def _user_id(request: web.Request) -> str:
 )
 async def list_users(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
-    page: UserPage = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
-    answer = json_response([u.to_json() for u in page.users])
+    page = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
+    answer = json_response([user_json(u) for u in page.users])
     link_next(request, answer, page.next_cursor)
     return answer
 
@@ -49,16 +50,16 @@ async def list_users(request: web.Request) -> web.Response:
 @doc("Create a user", tag="users", body=UserIn, responses={201: "User", 409: P, **BODY_ERRORS, **UNAVAILABLE})
 async def create_user(request: web.Request) -> web.Response:
     body = await load_body(request, UserIn, converter)
-    user: User = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
-    answer = json_response(user.to_json(), status=201)
+    user = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
+    answer = json_response(user_json(user), status=201)
     answer.headers["Location"] = str(URL("/users") / user.id)
     return answer
 
 
 @doc("One user", tag="users", responses={200: "User", 404: P, **UNAVAILABLE})
 async def get_user(request: web.Request) -> web.Response:
-    user: User = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
-    return json_response(user.to_json())
+    user = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
+    return json_response(user_json(user))
 
 
 @doc(
@@ -70,8 +71,8 @@ async def get_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     user_id = _user_id(request)
     body = await load_body(request, UserIn, converter)
-    user: User = await request.config_dict[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
-    return json_response(user.to_json())
+    user = await request.config_dict[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
+    return json_response(user_json(user))
 
 
 @doc("Delete a user (their stars stay)", tag="users", responses={200: "Deleted", 404: P, **UNAVAILABLE})
@@ -92,7 +93,7 @@ async def user_stars(request: web.Request) -> web.Response:
     if relation not in RELATIONS:
         raise ValidationFailed({"relation": f"must be one of {', '.join(RELATIONS)}"})
     actors = request.config_dict[ACTORS]
-    ids: list[str] = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
+    ids = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
     index = actors.stars()
     stars = [s for s in map(index.get, ids) if s is not None]
     return json_response(await render_stars(request, stars))

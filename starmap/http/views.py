@@ -1,0 +1,60 @@
+"""The wire shape of every star, like and user a client sees: REST answers and event data.
+
+The one place these shapes are built. Views call these functions; the actors get
+``WireViews`` (from the app's wiring) for the data of the events they publish, so a
+``create`` event carries exactly what ``GET /stars/{id}`` answers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..stars import Brightness, Star
+from ..users import User
+
+__all__ = ("WireViews", "like_json", "star_json", "user_json")
+
+
+def star_json(star: Star, model: Brightness, now: float, *, is_popular: bool) -> dict[str, Any]:
+    """A star; its brightness as of ``now`` (clients fade it further with /config.json)."""
+    return {
+        "id": star.id,
+        "x": star.x,
+        "y": star.y,
+        "message": star.message,
+        "brightness": round(model.at(star.b0, star.t0, now), 6),
+        "last_liked": star.last_liked,
+        "likes": star.likes,
+        "created_at": star.created_at,
+        "user_id": star.user_id,
+        "is_popular": is_popular,
+    }
+
+
+def like_json(star: Star, model: Brightness, now: float) -> dict[str, Any]:
+    """The answer to a like: the star's new brightness and count."""
+    return {
+        "id": star.id,
+        "brightness": round(model.at(star.b0, star.t0, now), 6),
+        "last_liked": star.last_liked,
+        "likes": star.likes,
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    created = datetime.fromtimestamp(user.created_at, UTC).isoformat().replace("+00:00", "Z")
+    return {"id": user.id, "name": user.name, "email": user.email, "created_at": created}
+
+
+class WireViews:
+    """``starmap.actors.wire.Views`` for the actors' events, with the app's brightness model."""
+
+    def __init__(self, model: Brightness) -> None:
+        self.model = model
+
+    def star(self, star: Star, now: float, *, is_popular: bool) -> dict[str, Any]:
+        return star_json(star, self.model, now, is_popular=is_popular)
+
+    def user(self, user: User) -> dict[str, Any]:
+        return user_json(user)

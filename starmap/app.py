@@ -21,21 +21,28 @@ from .events import TOPICS, Hub
 from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
 from .http.views import WireViews
-from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, MIRROR, REDIS, RELAY, SCHEDULER, SETTINGS, STORE
-from .metrics import InstrumentedStore, Metrics, counter, gauge
+from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS
+from .metrics import Metrics, counter, gauge
 from .redis import Mirror, RedisLink
 from .relay import RedisRelay
 from .settings import Settings
 from .stars import Brightness
 from .storage import TABLES, TableStore, describe_store, open_store
+from .storage.instrumented import InstrumentedStore
 
-__all__ = ("create_app",)
+__all__ = ("MIRROR", "REDIS", "RELAY", "SCHEDULER", "STORE", "create_app")
 
 log = logging.getLogger(__name__)
 
 STORAGE_STARTUP_DEADLINE: Final = 30.0
 STORAGE_STARTUP: Final = Backoff(base=0.25, cap=5.0)
 StoreFactory = Callable[[Settings], TableStore]
+# The resources only this module wires; views reach them through the actors facade.
+STORE: Final = web.AppKey("store", TableStore)
+SCHEDULER: Final = web.AppKey("scheduler", aiojobs.Scheduler)
+REDIS: Final[web.AppKey[RedisLink | None]] = web.AppKey("redis")  # None without REDIS_HOST
+MIRROR: Final = web.AppKey("mirror", Mirror)  # only with Redis
+RELAY: Final = web.AppKey("relay", RedisRelay)  # only with Redis
 STORE_FACTORY: Final[web.AppKey[StoreFactory]] = web.AppKey("store_factory")
 
 
@@ -134,7 +141,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
             on_event=actors.apply,
         )
         await relay.prime()
-        hub.relay = relay
+        hub.relay = actors.relay = relay
 
         def on_link(up: bool) -> None:
             if up:  # what happened while Redis was away did not travel: refetch

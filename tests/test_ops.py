@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.app import create_app
+from starmap.app import STORE, create_app
 from starmap.http.openapi import build, doc
-from starmap.keys import HUB, STORE
+from starmap.keys import HUB
 from starmap.logs import RequestIdFilter
 from starmap.stars import STARS
 from starmap.storage import iter_entities

@@ -8,7 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.keys import ACTORS, REDIS
+from starmap.app import REDIS
+from starmap.keys import ACTORS
 
 from .conftest import MakeClient
 from .rig import RedisServer
@@ -35,9 +36,9 @@ async def test_a_huge_limit_stays_global_and_healthy(
     assert [a.status for a in answers] == [200] * 50
     readiness = await (await client.get("/health/readiness")).json()
     assert readiness["services"]["redis"] == "healthy"
-    limiter = client.app[ACTORS].system.live("ratelimit", "local")
+    limiter = client.app[ACTORS].describe_actor("ratelimit", "local")
     assert limiter is not None
-    state = limiter.actor.state()
+    state = limiter["state"]
     assert state["global_decisions"] == 50
     assert state["local_decisions"] == 0
 

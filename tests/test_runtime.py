@@ -150,7 +150,7 @@ async def test_a_failed_start_fails_the_asks(scheduler: aiojobs.Scheduler) -> No
     ref = await system.get("counter", "broken")
     with pytest.raises(LookupError, match="cannot load"):
         await ref.ask(Get())
-    assert system.live("counter", "broken") is None
+    assert system.describe("counter", "broken") is None
     await system.stop()
 
 
@@ -211,7 +211,7 @@ async def test_idle_actors_are_passivated_and_come_back(scheduler: aiojobs.Sched
     ref = await system.get("counter", "a")
     await ref.ask(Add(1))
     await asyncio.sleep(0.2)
-    assert system.live("counter", "a") is None
+    assert system.describe("counter", "a") is None
     assert log == ["start a", "stop a total=1"]
     assert await ref.ask(Get()) == 0  # a new activation (state would be reloaded from storage)
     assert log[-1] == "start a"

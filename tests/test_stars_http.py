@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.app import create_app
+from starmap.app import STORE, create_app
 from starmap.errors import NotFound
-from starmap.keys import HUB, STORE
+from starmap.keys import HUB
 from starmap.stars import STARS
 from starmap.storage import TableStore
 from starmap.users import USER_STARS, USERS, User, user_to_entity

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.app import create_app
-from starmap.keys import HUB, STORE
+from starmap.app import STORE, create_app
+from starmap.keys import HUB
 from starmap.storage import TableStore, iter_entities
 from starmap.users import EMAILS, USER_STARS, USERS, email_key
 

@@ -7,19 +7,21 @@ activated per star on first use and passivated when idle.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 import aiojobs
 import attrs
 
-from ..errors import Overloaded
+from ..errors import Overloaded, StorageUnavailable
 from ..events import Publisher
 from ..index import StarIndex
-from ..redis import Mirror, RedisLink
+from ..redis import REDIS_ERRORS, Mirror, RedisLink
+from ..relay import RedisRelay
 from ..settings import Settings
 from ..stars import Brightness, star_from_entity
-from ..storage import TableStore
+from ..storage import TABLES, TableStore, describe_store
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
 from .messages import (
@@ -59,6 +61,12 @@ class Actors:
     star_registry: StarRegistry
     user_registry: UserRegistry
     tracker: PopularityTracker
+    # The resources behind them, for readiness and debugging (views never touch them).
+    store: TableStore
+    location: str
+    link: RedisLink | None = None
+    mirror: Mirror | None = None
+    relay: RedisRelay | None = None  # set by the app once the relay runs
 
     @classmethod
     async def start(
@@ -135,7 +143,10 @@ class Actors:
             ),
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
-        actors = cls(system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker)
+        actors = cls(
+            system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker,
+            store=store, location=describe_store(settings), link=link, mirror=mirror,
+        )  # fmt: skip
         await reg.ask(Ready())
         await user_ref.ask(Ready())
         return actors
@@ -194,6 +205,42 @@ class Actors:
             stars.census.table: stars.census.summary(stars.index),
             people.census.table: people.census.summary(people.index),
         }
+
+    # -- health and debugging -----------------------------------------------------------
+
+    async def check_store(self, within: float) -> str | None:
+        """None when the table store answers within ``within`` seconds; otherwise why not."""
+        try:
+            async with asyncio.timeout(within):
+                await self.store.ping()
+        except (TimeoutError, StorageUnavailable) as exc:
+            return str(exc) or f"no answer within {within:g}s"
+        return None
+
+    async def check_redis(self, within: float) -> str:
+        """Redis as readiness reports it ("not configured", "healthy", "degraded: …"), pinged first."""
+        if self.link is None:
+            return "not configured"
+        with contextlib.suppress(TimeoutError, *REDIS_ERRORS):  # a failed ping marks the link degraded
+            async with asyncio.timeout(within):
+                await self.link.call(self.link.client.ping)
+        return self.link.describe()
+
+    async def table_info(self) -> dict[str, Any]:
+        """Where the data lives, each table's row count (a full scan each), foreign rows."""
+        counts = {table: await self.store.count(table) for table in TABLES}
+        return {"backend": self.store.kind, "location": self.location, "tables": counts,
+                "foreign_rows": self.foreign_rows()}  # fmt: skip
+
+    def cache_stats(self) -> dict[str, Any]:
+        """The Redis mirror and event relay: warm-up hits and misses, writes, state."""
+        if self.mirror is None or self.relay is None:
+            return {"redis": "not configured"}
+        return {**self.mirror.stats(), "events": self.relay.stats()}
+
+    def describe_actor(self, kind: str, key: str) -> dict[str, Any] | None:
+        """One live actor's snapshot and state; None if it is not live."""
+        return self.system.describe(kind, key)
 
     async def stop(self) -> None:
         """Drain: like counters finish their batches before the actors they report to stop."""

@@ -299,8 +299,10 @@ class ActorSystem:
                 if timeout is not None and cell.idle_for >= timeout:
                     self.stop_actor(kind, key)
 
-    def live(self, kind: str, key: str) -> _Cell | None:
-        return self._cells.get((kind, key))
+    def describe(self, kind: str, key: str) -> dict[str, Any] | None:
+        """A live actor's snapshot with its state; None if it is not live."""
+        cell = self._cells.get((kind, key))
+        return None if cell is None else {**cell.snapshot(), "state": cell.actor.state()}
 
     def stop_actor(self, kind: str, key: str) -> asyncio.Future[None] | None:
         """Ask one actor to stop after the messages already in its mailbox."""

@@ -8,8 +8,7 @@ import time
 from aiohttp import web
 
 from ..actors.messages import ActiveStars, CreateStar, GetStar, ReadStored
-from ..keys import ACTORS, BRIGHTNESS, MIRROR, RELAY, SETTINGS, STORE
-from ..storage import TABLES, describe_store
+from ..keys import ACTORS, BRIGHTNESS, SETTINGS
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
@@ -28,28 +27,17 @@ async def actors(request: web.Request) -> web.Response:
 async def actor(request: web.Request) -> web.Response:
     """One live actor's snapshot with its state (a like counter: likes and pending batch)."""
     kind, key = request.match_info["kind"], request.match_info["key"]
-    cell = request.config_dict[ACTORS].system.live(kind, key)
-    if cell is None:
+    described = request.config_dict[ACTORS].describe_actor(kind, key)
+    if described is None:
         raise web.HTTPNotFound(text=f"no live actor {kind}/{key}")
-    return json_response({**cell.snapshot(), "state": cell.actor.state()})
+    return json_response(described)
 
 
 @doc("Tables and entity counts (not in production)", tag="debug", responses={200: "Any", 503: P})
 async def table_info(request: web.Request) -> web.Response:
     """Tables, their entity counts (a full scan each: debugging only), where they live."""
-    store = request.config_dict[STORE]
-    settings = request.config_dict[SETTINGS]
-    counts = {table: await store.count(table) for table in TABLES}
-    return json_response(
-        {
-            "backend": store.kind,
-            "location": describe_store(settings),
-            "table_prefix": settings.storage.table_prefix,
-            "tables": counts,
-            # Rows the last load left alone: not this service's layout (import-legacy imports them).
-            "foreign_rows": request.config_dict[ACTORS].foreign_rows(),
-        }
-    )
+    info = await request.config_dict[ACTORS].table_info()
+    return json_response({**info, "table_prefix": request.config_dict[SETTINGS].storage.table_prefix})
 
 
 @doc("The active computation explained (not in production)", tag="debug", responses={200: "Any", 503: P})
@@ -110,7 +98,4 @@ async def add_test_star(request: web.Request) -> web.Response:
 @doc("Redis mirror and relay statistics (not in production)", tag="debug", responses={200: "Any"})
 async def cache_stats(request: web.Request) -> web.Response:
     """The Redis mirror and event relay: hits, misses, state."""
-    mirror, relay = request.config_dict.get(MIRROR), request.config_dict.get(RELAY)
-    if mirror is None or relay is None:
-        return json_response({"redis": "not configured"})
-    return json_response({**mirror.stats(), "events": relay.stats()})
+    return json_response(request.config_dict[ACTORS].cache_stats())

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
 
-from ..errors import StorageUnavailable
-from ..keys import REDIS, SETTINGS, STORE
-from ..redis import REDIS_ERRORS
+from ..keys import ACTORS, SETTINGS
 from .jsonio import json_response
 from .openapi import doc
 
@@ -52,21 +48,13 @@ async def liveness(request: web.Request) -> web.Response:
 )
 async def readiness(request: web.Request) -> web.Response:
     """Ready when the table store answers within a short timeout; Redis never gates it."""
-    store, link = request.config_dict[STORE], request.config_dict[REDIS]
-    try:
-        async with asyncio.timeout(READINESS_TIMEOUT):
-            await store.ping()
-        storage = "healthy"
-    except (TimeoutError, StorageUnavailable) as exc:
-        log.warning("readiness: table store unreachable: %s", exc)
-        storage = f"unhealthy: {exc or f'no answer within {READINESS_TIMEOUT:g}s'}"
-    ready = storage == "healthy"
-    redis = "not configured"
-    if link is not None:
-        with contextlib.suppress(*REDIS_ERRORS):  # a failed ping marks the link degraded
-            async with asyncio.timeout(READINESS_TIMEOUT):
-                await link.call(link.client.ping)
-        redis = link.describe()
+    actors = request.config_dict[ACTORS]
+    problem = await actors.check_store(READINESS_TIMEOUT)
+    if problem is not None:
+        log.warning("readiness: table store unreachable: %s", problem)
+    storage = "healthy" if problem is None else f"unhealthy: {problem}"
+    ready = problem is None
+    redis = await actors.check_redis(READINESS_TIMEOUT)
     body = {
         "status": "ready" if ready else "not_ready",
         "services": {"storage": storage, "redis": redis},

@@ -20,8 +20,9 @@ from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
+from .http.streams import Streams
 from .http.views import WireViews
-from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS
+from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS, STREAMS
 from .metrics import Metrics, counter, gauge
 from .redis import Mirror, RedisLink
 from .relay import RedisRelay
@@ -109,6 +110,9 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     """
     settings, link, scheduler = app[SETTINGS], app[REDIS], app[SCHEDULER]
     hub = app[HUB] = Hub.from_settings(settings.sse)
+    app[STREAMS] = Streams(
+        hub, queue_limit=settings.sse.subscriber_queue, flush_interval=settings.sse.flush_ms / 1000
+    )
     app[BRIGHTNESS] = Brightness.from_settings(settings.stars)
     mirror = None
     if link is not None:
@@ -175,15 +179,15 @@ def _live_metrics(app: web.Application) -> Iterator[Metric]:
         ["kind"],
         {(k,): sum(a["mailbox"] for a in snapshot if a["kind"] == k) for k in kinds},
     )
-    hub = app[HUB]
+    streams = app[STREAMS]
     yield gauge(
         "starmap_sse_subscribers",
         "Open event streams per topic",
         ["topic"],
-        {(t,): hub.subscribers(t) for t in TOPICS},
+        {(t,): streams.subscribers(t) for t in TOPICS},
     )
-    yield counter("starmap_events_published", "Events delivered to this replica's hub", hub.published)
-    yield counter("starmap_sse_subscribers_dropped", "Streams cut off for falling behind", hub.dropped)
+    yield counter("starmap_events_published", "Events delivered to this replica's hub", app[HUB].published)
+    yield counter("starmap_sse_subscribers_dropped", "Streams cut off for falling behind", streams.dropped)
     link = app[REDIS]
     if link is not None:
         yield gauge("starmap_redis_up", "1 while Redis answers", [], {(): 1.0 if link.up else 0.0})

@@ -6,14 +6,13 @@ relay are the app's wiring (``starmap.app``), reached through the actors facade.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from .actors import Actors
 from .events import Hub
+from .http.streams import Streams
 from .metrics import Metrics
 from .settings import Settings
 from .stars import Brightness
@@ -27,5 +26,5 @@ BRIGHTNESS: Final = web.AppKey("brightness", Brightness)
 METRICS: Final = web.AppKey("metrics", Metrics)
 # The rendered whole list of stars (see starmap.http.stars.ListCache).
 LIST_CACHE: Final[web.AppKey[Any]] = web.AppKey("list_cache")
-# Open event streams (weak: a finished stream leaves by itself).
-STREAMS: Final[web.AppKey[weakref.WeakSet[EventSourceResponse]]] = web.AppKey("streams")
+# This replica's open event streams (the hub's sinks).
+STREAMS: Final = web.AppKey("streams", Streams)

@@ -1,9 +1,30 @@
-"""The hub as a unit: ids, replay bounds, priming from the shared stream, resync."""
+"""The hub and the streams as units: ids, replay bounds, priming, resync, fan-out, dropping."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from aiohttp_sse import EventSourceResponse
+
 from starmap.events import Hub, parse_event_id
-from starmap.settings import PositiveInt, SseSettings
+from starmap.http.streams import Streams
+from starmap.settings import SseSettings
+
+
+class Recorder:
+    """A sink that keeps what it gets; ``refuse`` makes it ask to be dropped."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.frames: list[bytes] = []
+        self.refuse = refuse
+
+    def send(self, payload: bytes) -> bool:
+        self.frames.append(payload)
+        return not self.refuse
+
+
+def hub() -> Hub:
+    return Hub.from_settings(SseSettings())
 
 
 def ids(hub: Hub) -> list[str]:
@@ -11,49 +32,61 @@ def ids(hub: Hub) -> list[str]:
 
 
 def test_local_ids_only_go_forward_like_redis_ids() -> None:
-    hub = Hub.from_settings(SseSettings())
+    h = hub()
     for n in range(50):
-        hub.publish("stars", "update", {"n": n})
-    parsed = [p for p in map(parse_event_id, ids(hub)) if p is not None]
+        h.publish("stars", "update", {"n": n})
+    parsed = [p for p in map(parse_event_id, ids(h)) if p is not None]
     assert parsed == sorted(parsed)
     assert len(set(parsed)) == 50
 
 
 def test_delivered_ids_at_or_before_the_last_are_ignored() -> None:
-    hub = Hub.from_settings(SseSettings())
-    assert hub.deliver("9999999999999-1", "stars", "create", {"id": "a"}) is not None
-    assert hub.deliver("9999999999999-1", "stars", "create", {"id": "dup"}) is None
-    assert hub.deliver("9999999999998-7", "stars", "create", {"id": "old"}) is None
-    assert hub.deliver("not-an-id", "stars", "create", {}) is None
-    assert [e.data["id"] for e in hub.recent] == ["a"]
+    h = hub()
+    assert h.deliver("9999999999999-1", "stars", "create", {"id": "a"}) is not None
+    assert h.deliver("9999999999999-1", "stars", "create", {"id": "dup"}) is None
+    assert h.deliver("9999999999998-7", "stars", "create", {"id": "old"}) is None
+    assert h.deliver("not-an-id", "stars", "create", {}) is None
+    assert [e.data["id"] for e in h.recent] == ["a"]
 
 
 def test_priming_sets_where_exact_replay_starts() -> None:
-    hub = Hub.from_settings(SseSettings())
-    hub.prime([(f"9000000000000-{n}", "stars", "create", {"id": f"s{n}"}) for n in range(1, 6)])
-    sub = hub.subscribe(["stars"], "9000000000000-3")
-    assert len(sub.replay) == 2  # s4, s5
-    older = hub.subscribe(["stars"], "8999999999999-0")
-    assert b'"resync"' in older.replay[0]
-    hub.deliver("9000000000001-0", "stars", "create", {"id": "live"})
-    assert sub.pending() == 1  # live events flow to it after its replay
+    h = hub()
+    h.prime([(f"9000000000000-{n}", "stars", "create", {"id": f"s{n}"}) for n in range(1, 6)])
+    sink = Recorder()
+    assert len(h.subscribe(["stars"], "9000000000000-3", sink)) == 2  # s4, s5
+    older = h.subscribe(["stars"], "8999999999999-0", Recorder())
+    assert b'"resync"' in older[0]
+    h.deliver("9000000000001-0", "stars", "create", {"id": "live"})
+    assert len(sink.frames) == 1  # live events flow to it after its replay
 
 
-def test_resync_all_reaches_every_stream() -> None:
-    hub = Hub.from_settings(SseSettings())
-    subs = [hub.subscribe(["stars"]), hub.subscribe(["users"]), hub.subscribe(["stars", "users"])]
-    hub.resync_all()
-    assert [s.pending() for s in subs] == [1, 1, 2]
+def test_resync_all_reaches_every_sink() -> None:
+    h = hub()
+    sinks = [Recorder(), Recorder(), Recorder()]
+    for topics, sink in zip((["stars"], ["users"], ["stars", "users"]), sinks, strict=True):
+        h.subscribe(topics, None, sink)
+    h.resync_all()
+    assert [len(s.frames) for s in sinks] == [1, 1, 2]
 
 
-def test_a_subscriber_over_its_queue_is_dropped_and_the_rest_are_not() -> None:
-    hub = Hub.from_settings(SseSettings(subscriber_queue=PositiveInt(3)))
-    slow, fast = hub.subscribe(["stars"]), hub.subscribe(["stars"])
+def test_a_sink_that_refuses_gets_nothing_more_and_the_others_everything() -> None:
+    h = hub()
+    refusing, taking = Recorder(refuse=True), Recorder()
+    h.subscribe(["stars"], None, refusing)
+    h.subscribe(["stars"], None, taking)
     for n in range(3):
-        hub.publish("stars", "update", {"n": n})
-    assert fast._queue is not None
-    fast._queue.get_nowait()  # the fast one reads
-    hub.publish("stars", "update", {"n": 3})
-    assert slow.dropped and slow.closed
-    assert not fast.dropped
-    assert hub.subscribers("stars") == 1 and hub.dropped == 1
+        h.publish("stars", "update", {"n": n})
+    assert len(refusing.frames) == 1 and len(taking.frames) == 3
+
+
+async def test_a_stream_over_its_queue_is_dropped_and_the_rest_are_not() -> None:
+    h = hub()
+    streams = Streams(h, queue_limit=3, flush_interval=0.03)
+    response = cast(EventSourceResponse, cast(Any, object()))  # never reached while queued
+    slow, fast = streams.open(["stars"], None, response), streams.open(["stars"], None, response)
+    for n in range(3):
+        h.publish("stars", "update", {"n": n})
+    assert await fast.next() is not None  # the fast one reads
+    h.publish("stars", "update", {"n": 3})
+    assert slow.closed and not fast.closed
+    assert streams.subscribers("stars") == 1 and streams.dropped == 1

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.keys import HUB
+from starmap.keys import HUB, STREAMS
 
 from .conftest import MakeClient, MakeProcess
 from .sse_client import SseStream, open_stream
@@ -181,12 +181,12 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(
     make_client: MakeClient,
 ) -> None:
     client = await make_client(SSE_SUBSCRIBER_QUEUE="100")
-    hub = client.app[HUB]
+    hub, streams = client.app[HUB], client.app[STREAMS]
     reader = await stream(client)
     stalled = socket.create_connection((client.host, client.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(b"GET /events/stars/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-    while hub.subscribers("stars") < 2:  # noqa: ASYNC110 - the raw socket has no event to wait on
+    while streams.subscribers("stars") < 2:  # noqa: ASYNC110 - the raw socket has no event to wait on
         await asyncio.sleep(0.01)
 
     # More than the kernel's socket buffers hold (a few MB), or nothing is ever behind.
@@ -208,8 +208,8 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(
                 assert time.monotonic() - started < 1
     await reading
     assert received == list(range(total))
-    assert hub.dropped >= 1
-    assert hub.subscribers("stars") == 1  # the stalled one is gone
+    assert streams.dropped >= 1
+    assert streams.subscribers("stars") == 1  # the stalled one is gone
     stalled.close()
     reader.response.close()
 

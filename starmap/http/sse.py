@@ -1,8 +1,8 @@
 """Server-Sent Events: the live streams, with exact resume, written by aiohttp-sse.
 
-A stream is a hub subscription: its replay (what the client missed after
-``Last-Event-ID``) is written first, then live frames. Frames are the hub's
-pre-serialised bytes, the same object for every subscriber.
+A stream is one of ``Streams`` (``starmap.http.streams``), a sink of the hub: its
+replay (what the client missed after ``Last-Event-ID``) is written first, then live
+frames. Frames are the hub's pre-serialised bytes, the same object for every stream.
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import weakref
 from typing import Final
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..events import SEP, TOPICS, Hub, Subscription
-from ..keys import HUB, SETTINGS, STREAMS
+from ..events import SEP, TOPICS
+from ..keys import SETTINGS, STREAMS
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .schemas import check_topics
+from .streams import Stream, Streams
 
 STREAM: Final = {200: ("An event stream", "Event", "text/event-stream")}
 LAST_ID: Final = Param(
@@ -41,7 +41,6 @@ def _retry(ms: int) -> bytes:
 
 async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamResponse:
     settings = request.config_dict[SETTINGS].sse
-    hub = request.config_dict[HUB]
     streams = request.config_dict[STREAMS]
     if len(streams) >= settings.max_streams:
         # 200, not 503: an EventSource gives up for good on any other status.
@@ -49,55 +48,41 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
         busy.headers["Cache-Control"] = "no-cache"
         return busy
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    sub = hub.subscribe(topics, last_id)
     response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
+    stream = streams.open(topics, last_id, response)
     try:
         await response.prepare(request)
-        streams.add(response)
-        sub.on_drop = lambda: _abort(request)
-        await _pump(response, hub, sub, request.transport, _retry(settings.retry_ms), settings.send_timeout)
+        stream.transport = request.transport
+        await _pump(response, streams, stream, _retry(settings.retry_ms), settings.send_timeout)
     except (ConnectionResetError, TimeoutError):
         pass  # the client went away, or stalled and was cut off
     finally:
-        hub.unsubscribe(sub)
-        sub.close()
+        streams.finish(stream)
     return response
 
 
 async def _pump(
-    response: EventSourceResponse,
-    hub: Hub,
-    sub: Subscription,
-    transport: asyncio.Transport | None,
-    first: bytes,
-    send_timeout: float,
+    response: EventSourceResponse, streams: Streams, stream: Stream, first: bytes, send_timeout: float
 ) -> None:
-    """Write the retry hint, the replay, then live frames until the subscription ends."""
+    """Write the retry hint, the replay, then live frames until the stream ends."""
 
     async def write(payload: bytes) -> None:
         async with asyncio.timeout(send_timeout):  # a stalled client is cut off, not waited on
             await response.write(payload)
 
     await write(first)
-    replay, sub.replay = sub.replay, []
+    replay, stream.replay = stream.replay, []
     for payload in replay:
         await write(payload)
-    while transport is None or not hub.go_direct(sub, transport):
-        live = await sub.next()
+    while not streams.join_group(stream):
+        live = await stream.next()
         if live is None:
             return
         await write(live)
-    # Direct: the hub writes each event to the socket itself. The stream ends when the
-    # hub closes it (dropped, shutdown, client gone) or aiohttp-sse's ping finds the
-    # socket dead (its task ends): a callback, not one more task per subscriber.
-    response._ping_task.add_done_callback(lambda _: sub.close())  # type: ignore[union-attr]
-    await sub.ended()
-
-
-def _abort(request: web.Request) -> None:
-    """Cut a subscriber that fell behind: its pending write may never drain."""
-    if request.transport is not None:
-        request.transport.abort()
+    # Caught up: its group writes each tick to the socket. The stream ends when it is
+    # closed (dropped, shutdown: stop_streaming) or aiohttp-sse's ping finds the socket
+    # dead; both end the ping task that wait() awaits. No task per subscriber.
+    await response.wait()
 
 
 @doc("Live star events (SSE)", tag="events", params=(LAST_ID,), responses=STREAM)
@@ -126,11 +111,10 @@ async def combined_stream(request: web.Request) -> web.StreamResponse:
 async def _close_streams(app: web.Application) -> None:
     """On shutdown: every stream gets a jittered ``retry:`` and ends, so clients spread out."""
     retry_ms = app[SETTINGS].sse.retry_ms
-    closed = app[HUB].close_all(lambda: _retry(int(retry_ms * random.uniform(1.0, 3.0))))  # noqa: S311
+    closed = app[STREAMS].close_all(lambda: _retry(int(retry_ms * random.uniform(1.0, 3.0))))  # noqa: S311
     if closed:
         log.info("closing %d event streams", closed)
 
 
 def setup_sse(app: web.Application) -> None:
-    app[STREAMS] = weakref.WeakSet()
     app.on_shutdown.append(_close_streams)

@@ -24,7 +24,8 @@ from .http.streams import Streams
 from .http.views import WireViews
 from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS, STREAMS
 from .metrics import Metrics, counter, gauge
-from .redis import Mirror, RedisLink
+from .mirror import Mirror
+from .redis import RedisLink
 from .relay import RedisRelay
 from .settings import Settings
 from .stars import Brightness

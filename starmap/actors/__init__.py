@@ -17,7 +17,8 @@ import attrs
 from ..errors import Overloaded, StorageUnavailable
 from ..events import Publisher
 from ..index import StarIndex
-from ..redis import REDIS_ERRORS, Mirror, RedisLink
+from ..mirror import Mirror
+from ..redis import REDIS_ERRORS, RedisLink
 from ..relay import RedisRelay
 from ..settings import Settings
 from ..stars import Brightness, star_from_entity

@@ -20,7 +20,7 @@ from typing import Any, Final
 from ..backoff import Backoff
 from ..errors import ActorStopped, NotFound, Overloaded, PreconditionFailed, StorageUnavailable
 from ..events import Publisher
-from ..redis import Mirror
+from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
 from ..storage import TableStore
 from .messages import CheckUser, Like, Liked, Relate, StarChanged

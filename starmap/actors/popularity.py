@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..redis import Mirror
+from ..mirror import Mirror
 from .messages import Forget, Liked, PopularCounts
 from .runtime import Actor
 

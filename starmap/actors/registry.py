@@ -13,7 +13,7 @@ from ..errors import AlreadyExists, NotFound
 from ..events import Publisher
 from ..index import StarIndex
 from ..layout import Census
-from ..redis import Mirror
+from ..mirror import Mirror
 from ..stars import (
     STARS,
     Brightness,

@@ -15,47 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiojobs
 
-from ..batching import take_batch
 from ..errors import ActorStopped, Overloaded
+from .cell import STOP, Cell, Envelope
 from .messages import Ask
 
-__all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Envelope")
+__all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem")
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-MAX_BATCH: Final = 1000
-
-
-class Envelope:
-    """A message and, for an ask, the future its answer goes to."""
-
-    __slots__ = ("deadline", "message", "reply_to")
-
-    def __init__(
-        self, message: Any, reply_to: asyncio.Future[Any] | None = None, deadline: float = math.inf
-    ) -> None:
-        self.message = message
-        self.reply_to = reply_to
-        # An ask still queued at its deadline is answered Overloaded instead of handled.
-        # Once the actor has started on it, the asker waits for the outcome: "503" never
-        # hides a write that happened.
-        self.deadline = deadline
-
-    @property
-    def abandoned(self) -> bool:
-        return self.reply_to is not None and self.reply_to.cancelled()
-
-
-_STOP: Final = Envelope(object())
 
 
 class Actor:
@@ -91,145 +65,12 @@ class Actor:
         return {}
 
 
-class _Cell:
-    """The runtime side of one actor: mailbox, task and counters."""
-
-    def __init__(self, system: ActorSystem, kind: str, actor: Actor, mailbox_size: int) -> None:
-        self.system = system
-        self.kind = kind  # as registered: the system's name for it
-        self.actor = actor
-        # Unbounded queue, bounded by `put`: a stop request always fits.
-        self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue()
-        self.mailbox_size = mailbox_size
-        self.processed = 0
-        self.last_error: str | None = None
-        self.last_active = time.monotonic()
-        self.stopped = False
-        self.busy = False
-        self.done = asyncio.get_running_loop().create_future()
-
-    def put(self, envelope: Envelope) -> None:
-        if self.stopped:
-            raise ActorStopped(f"{self.kind}/{self.actor.key} has stopped")
-        if self.mailbox.qsize() >= self.mailbox_size:
-            raise Overloaded(f"{self.kind}/{self.actor.key}: mailbox full")
-        self.mailbox.put_nowait(envelope)
-
-    async def run(self, predecessor: asyncio.Future[None] | None) -> None:
-        try:
-            if predecessor is not None:
-                await asyncio.shield(predecessor)  # a passivating twin flushes first
-            try:
-                await self.actor.on_start()
-            except Exception as exc:
-                self.last_error = repr(exc)
-                self._retire()
-                self._fail_pending(exc)
-                return
-            await self._loop()
-            await self.actor.on_stop()
-        finally:
-            self._retire()
-            self._fail_pending(ActorStopped(f"{self.kind}/{self.actor.key} stopped"))
-            if not self.done.done():
-                self.done.set_result(None)
-
-    async def _loop(self) -> None:
-        while True:
-            first = await self.mailbox.get()  # no timer per message: the system's reaper passivates
-            if first is _STOP:
-                return
-            batch, stop = take_batch(first, self.mailbox.get_nowait, MAX_BATCH, stop=_STOP)
-            if stop:
-                await self._handle(batch)
-                return
-            self.busy = True
-            try:
-                await self._handle(batch)
-            finally:
-                self.busy = False
-
-    @property
-    def idle_for(self) -> float:
-        """Seconds with nothing to do (0 while busy or with mail waiting)."""
-        if self.busy or not self.mailbox.empty():
-            return 0.0
-        return time.monotonic() - self.last_active
-
-    async def _handle(self, envelopes: list[Envelope]) -> None:
-        """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
-        now = time.monotonic()
-        fresh = []
-        for envelope in envelopes:
-            if envelope.abandoned:
-                continue
-            if envelope.deadline < now:
-                self._reply(envelope, Overloaded(f"{self.kind}/{self.actor.key} did not get to it in time"))
-                continue
-            fresh.append(envelope)
-        envelopes = fresh
-        batchable = self.actor.batchable
-        i = 0
-        while i < len(envelopes):
-            is_batch = bool(batchable) and isinstance(envelopes[i].message, batchable)
-            j = i + 1
-            while is_batch and j < len(envelopes) and isinstance(envelopes[j].message, batchable):
-                j += 1
-            group = envelopes[i:j]
-            try:
-                if is_batch:
-                    results: list[Any] = await self.actor.receive_batch([e.message for e in group])
-                else:
-                    results = [await self.actor.receive(group[0].message)]
-            except Exception as exc:
-                results = [exc] * len(group)
-            for envelope, result in zip(group, results, strict=True):
-                self._reply(envelope, result)
-            self.processed += len(group)
-            self.last_active = time.monotonic()
-            i = j
-
-    def _reply(self, envelope: Envelope, result: Any) -> None:
-        if isinstance(result, BaseException):
-            self.last_error = repr(result)
-            if envelope.reply_to is None:
-                log.warning("%s/%s: %r", self.kind, self.actor.key, result)
-        future = envelope.reply_to
-        if future is None or future.done():
-            return
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-    def _retire(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.system._forget(self)
-
-    def _fail_pending(self, exc: BaseException) -> None:
-        while not self.mailbox.empty():
-            envelope = self.mailbox.get_nowait()
-            if envelope.reply_to is not None and not envelope.reply_to.done():
-                envelope.reply_to.set_exception(exc)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": self.actor.key,
-            "mailbox": self.mailbox.qsize(),
-            "processed": self.processed,
-            "idle_seconds": round(time.monotonic() - self.last_active, 3),
-            "last_error": self.last_error,
-        }
-
-
 class ActorRef:
     """How the rest of the code talks to an actor."""
 
     __slots__ = ("_cell", "_system", "key", "kind")
 
-    def __init__(self, system: ActorSystem, cell: _Cell) -> None:
+    def __init__(self, system: ActorSystem, cell: Cell) -> None:
         self._system = system
         self._cell = cell
         self.kind = cell.kind
@@ -265,7 +106,7 @@ class ActorSystem:
         self.mailbox_size = mailbox_size
         self.ask_timeout = ask_timeout
         self._factories: dict[str, Callable[[str], Actor]] = {}
-        self._cells: dict[tuple[str, str], _Cell] = {}
+        self._cells: dict[tuple[str, str], Cell] = {}
         self._stopping: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._closed = False
         self._reaper: aiojobs.Job[None] | None = None
@@ -280,7 +121,7 @@ class ActorSystem:
             if self._closed:
                 raise Overloaded("the service is shutting down")
             factory = self._factories[kind]
-            cell = _Cell(self, kind, factory(key), self.mailbox_size)
+            cell = Cell(self, kind, factory(key), self.mailbox_size)
             self._cells[(kind, key)] = cell
             predecessor = self._stopping.get((kind, key))
             await self.scheduler.spawn(cell.run(predecessor), name=f"actor {kind}/{key}")
@@ -310,10 +151,10 @@ class ActorSystem:
         if cell is None:
             return self._stopping.get((kind, key))
         cell._retire()
-        cell.mailbox.put_nowait(_STOP)
+        cell.mailbox.put_nowait(STOP)
         return cell.done
 
-    def _forget(self, cell: _Cell) -> None:
+    def forget(self, cell: Cell) -> None:
         key = (cell.kind, cell.actor.key)
         if self._cells.get(key) is cell:
             del self._cells[key]

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-import attrs
-
 from ..backoff import retry
 from ..control import request_reload
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
@@ -40,6 +38,7 @@ from ..users import (
     user_to_entity,
 )
 from .progress import Progress
+from .report import ImportReport, TableReport
 
 __all__ = ("ImportReport", "TableReport", "import_legacy")
 
@@ -47,36 +46,6 @@ log = logging.getLogger("starmap.import")
 
 PARALLEL: Final = 4  # batches in flight: Azurite resets connections when flooded
 RELOAD_EVERY: Final = 10.0  # seconds between reloads asked of running replicas while writing
-
-
-@attrs.define
-class TableReport:
-    """What happened to one table's original rows."""
-
-    table: str
-    found: int = 0
-    imported: int = 0
-    already: int = 0
-    skipped: list[tuple[str, str, str]] = attrs.Factory(list)  # (partition, row, reason)
-    notes: list[tuple[str, str, str]] = attrs.Factory(list)  # imported, with what was changed
-    failed: list[tuple[str, str, str]] = attrs.Factory(list)
-    source_deleted: int = 0
-    source_kept: list[tuple[str, str, str]] = attrs.Factory(list)
-
-    @property
-    def to_import(self) -> int:
-        return self.found - len(self.skipped)
-
-
-@attrs.define
-class ImportReport:
-    dry_run: bool
-    tables: list[TableReport]
-
-    @property
-    def complete(self) -> bool:
-        """Every importable row is in the target (or, in a dry run, nothing stands in the way)."""
-        return not any(t.failed for t in self.tables)
 
 
 async def _rows(store: TableStore, table: str) -> list[Stored]:

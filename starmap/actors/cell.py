@@ -1,0 +1,177 @@
+"""The runtime side of one actor: its mailbox of envelopes, its task, its counters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from ..batching import take_batch
+from ..errors import ActorStopped, Overloaded
+
+if TYPE_CHECKING:
+    from .runtime import Actor, ActorSystem
+
+__all__ = ("STOP", "Cell", "Envelope")
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH: Final = 1000  # messages taken off a mailbox at once
+
+
+class Envelope:
+    """A message and, for an ask, the future its answer goes to."""
+
+    __slots__ = ("deadline", "message", "reply_to")
+
+    def __init__(
+        self, message: Any, reply_to: asyncio.Future[Any] | None = None, deadline: float = math.inf
+    ) -> None:
+        self.message = message
+        self.reply_to = reply_to
+        # An ask still queued at its deadline is answered Overloaded instead of handled.
+        # Once the actor has started on it, the asker waits for the outcome: "503" never
+        # hides a write that happened.
+        self.deadline = deadline
+
+    @property
+    def abandoned(self) -> bool:
+        return self.reply_to is not None and self.reply_to.cancelled()
+
+
+STOP: Final = Envelope(object())
+
+
+class Cell:
+    """The runtime side of one actor: mailbox, task and counters."""
+
+    def __init__(self, system: ActorSystem, kind: str, actor: Actor, mailbox_size: int) -> None:
+        self.system = system
+        self.kind = kind  # as registered: the system's name for it
+        self.actor = actor
+        # Unbounded queue, bounded by `put`: a stop request always fits.
+        self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.mailbox_size = mailbox_size
+        self.processed = 0
+        self.last_error: str | None = None
+        self.last_active = time.monotonic()
+        self.stopped = False
+        self.busy = False
+        self.done = asyncio.get_running_loop().create_future()
+
+    def put(self, envelope: Envelope) -> None:
+        if self.stopped:
+            raise ActorStopped(f"{self.kind}/{self.actor.key} has stopped")
+        if self.mailbox.qsize() >= self.mailbox_size:
+            raise Overloaded(f"{self.kind}/{self.actor.key}: mailbox full")
+        self.mailbox.put_nowait(envelope)
+
+    async def run(self, predecessor: asyncio.Future[None] | None) -> None:
+        try:
+            if predecessor is not None:
+                await asyncio.shield(predecessor)  # a passivating twin flushes first
+            try:
+                await self.actor.on_start()
+            except Exception as exc:
+                self.last_error = repr(exc)
+                self._retire()
+                self._fail_pending(exc)
+                return
+            await self._loop()
+            await self.actor.on_stop()
+        finally:
+            self._retire()
+            self._fail_pending(ActorStopped(f"{self.kind}/{self.actor.key} stopped"))
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def _loop(self) -> None:
+        while True:
+            first = await self.mailbox.get()  # no timer per message: the system's reaper passivates
+            if first is STOP:
+                return
+            batch, stop = take_batch(first, self.mailbox.get_nowait, MAX_BATCH, stop=STOP)
+            if stop:
+                await self._handle(batch)
+                return
+            self.busy = True
+            try:
+                await self._handle(batch)
+            finally:
+                self.busy = False
+
+    @property
+    def idle_for(self) -> float:
+        """Seconds with nothing to do (0 while busy or with mail waiting)."""
+        if self.busy or not self.mailbox.empty():
+            return 0.0
+        return time.monotonic() - self.last_active
+
+    async def _handle(self, envelopes: list[Envelope]) -> None:
+        """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
+        now = time.monotonic()
+        fresh = []
+        for envelope in envelopes:
+            if envelope.abandoned:
+                continue
+            if envelope.deadline < now:
+                self._reply(envelope, Overloaded(f"{self.kind}/{self.actor.key} did not get to it in time"))
+                continue
+            fresh.append(envelope)
+        envelopes = fresh
+        batchable = self.actor.batchable
+        i = 0
+        while i < len(envelopes):
+            is_batch = bool(batchable) and isinstance(envelopes[i].message, batchable)
+            j = i + 1
+            while is_batch and j < len(envelopes) and isinstance(envelopes[j].message, batchable):
+                j += 1
+            group = envelopes[i:j]
+            try:
+                if is_batch:
+                    results: list[Any] = await self.actor.receive_batch([e.message for e in group])
+                else:
+                    results = [await self.actor.receive(group[0].message)]
+            except Exception as exc:
+                results = [exc] * len(group)
+            for envelope, result in zip(group, results, strict=True):
+                self._reply(envelope, result)
+            self.processed += len(group)
+            self.last_active = time.monotonic()
+            i = j
+
+    def _reply(self, envelope: Envelope, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self.last_error = repr(result)
+            if envelope.reply_to is None:
+                log.warning("%s/%s: %r", self.kind, self.actor.key, result)
+        future = envelope.reply_to
+        if future is None or future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def _retire(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.system.forget(self)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        while not self.mailbox.empty():
+            envelope = self.mailbox.get_nowait()
+            if envelope.reply_to is not None and not envelope.reply_to.done():
+                envelope.reply_to.set_exception(exc)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": self.actor.key,
+            "mailbox": self.mailbox.qsize(),
+            "processed": self.processed,
+            "idle_seconds": round(time.monotonic() - self.last_active, 3),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,71 @@
+"""``starmap serve`` and ``starmap dev``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ..errors import StarmapError
+from .common import log, read_settings, with_logging
+
+__all__ = ("dev", "serve")
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the same asyncio, a faster loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM or SIGINT."""
+    from aiohttp import web
+
+    from ..app import create_app
+    from ..logs import AccessLogger
+    from ..storage import describe_store
+
+    settings = with_logging()
+    server = settings.server
+    log.info(
+        "%s %s (%s) on http://%s:%d, storage: %s",
+        server.project_name,
+        settings.version,
+        server.environment.value,
+        server.host,
+        server.port,
+        describe_store(settings),
+    )
+    loop = _event_loop()
+    loop.set_debug(server.debug)  # DEBUG=true: asyncio's slow-callback and never-awaited warnings
+    try:
+        web.run_app(
+            create_app(settings),
+            host=server.host,
+            port=server.port,
+            shutdown_timeout=server.shutdown_timeout,
+            access_log_class=AccessLogger,
+            backlog=1024,  # thousands of event streams may (re)connect at once
+            loop=loop,
+            print=None,
+        )
+    except StarmapError as exc:
+        log.error("start-up failed: %s", exc)
+        return 1
+    return 0
+
+
+def dev(args: argparse.Namespace) -> int:
+    """Serve, and restart whenever a file of the package changes (watchfiles)."""
+    from watchfiles import run_process
+
+    read_settings()  # a bad setting is one clear line here, not a restart loop
+    package = Path(__file__).resolve().parent.parent  # all of starmap/
+    print(f"starmap dev: serving; restarting on changes under {package}", file=sys.stderr)
+    run_process(package, target=f"{sys.executable} -m starmap serve", target_type="command")
+    return 0

@@ -28,13 +28,18 @@ class Backoff:
     cap: float
     jitter: float = 0.5
 
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The wait before retry number ``attempt`` (0 for the first)."""
+        step: float = min(self.cap, self.base * 2.0 ** min(attempt, 62))
+        factor: float = (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        return step * factor
+
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """The waits before each retry, without end (stop by count or deadline)."""
-        uniform = (rng or random).uniform
-        step = self.base
+        attempt = 0
         while True:
-            yield step * uniform(1.0 - self.jitter, 1.0 + self.jitter)
-            step = min(self.cap, step * 2)
+            yield self.delay(attempt, rng)
+            attempt += 1
 
 
 # The command-line tools' storage calls: five tries within a few seconds.

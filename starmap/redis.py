@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,6 +37,17 @@ REDIS_DOWN: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.T
 REDIS_ERRORS: Final = (RedisError, *REDIS_DOWN)
 STARTUP_ATTEMPTS: Final = 5
 CONNECT_RETRY: Final = Backoff(base=0.2, cap=2.0)
+COMMAND_RETRY: Final = Backoff(base=0.05, cap=0.5)  # redis-py's own retry of a failed command
+
+
+class _ClientBackoff(AbstractBackoff):
+    """The project's retry policy (jittered) for redis-py's own command retries."""
+
+    def __init__(self, policy: Backoff) -> None:
+        self.policy = policy
+
+    def compute(self, failures: int) -> float:
+        return self.policy.delay(max(0, failures - 1))
 
 
 async def drained(queue: asyncio.Queue[Any], busy: Callable[[], bool], within: float) -> bool:
@@ -65,7 +76,7 @@ class RedisLink:
             socket_connect_timeout=2.0,
             health_check_interval=15,
             max_connections=32,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+            retry=Retry(_ClientBackoff(COMMAND_RETRY), retries=1),
             client_name="starmap",
         )
         self.error: str | None = "not connected yet"

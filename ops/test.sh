@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the checks and the whole suite:
-#   virtualenv + the package with its test extra, redis-server and Chromium (apt-get,
+#   virtualenv + the locked, hashed requirements (requirements-test.txt; ops/lock.sh
+#   refreshes it) + the package itself, redis-server and Chromium (apt-get,
 #   where missing), Azurite (npm, pinned in ops/azurite), then ruff, mypy and pytest.
 # Extra arguments go to pytest, e.g. `ops/test.sh -k conformance`.
 set -euo pipefail
@@ -8,7 +9,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" --require-hashes -r requirements-test.txt
+"${pip[@]}" --no-deps -e .
 
 # System packages from Debian/Ubuntu, where missing: redis-server (required) and
 # Chromium with its driver (the page test; it is skipped, saying why, without them).

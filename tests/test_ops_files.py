@@ -102,6 +102,17 @@ def test_nginx_is_set_up_for_server_sent_events() -> None:
     assert "proxy_set_header X-Forwarded-For $remote_addr" in conf
 
 
+def test_nginx_finds_replicas_that_come_and_go() -> None:
+    conf = (OPS / "nginx" / "nginx.conf").read_text()
+    upstream = conf[conf.index("upstream starmap {") :]
+    upstream = upstream[: upstream.index("}")]
+    assert re.search(r"^\s*zone \w+ \d+k;", upstream, re.M), "`resolve` needs a shared-memory zone"
+    assert re.search(r"^\s*server api:8080 resolve;", upstream, re.M)
+    assert re.search(r"^\s*resolver \S+ valid=\d+s", conf, re.M)
+    version = load(COMPOSE[".prod"])["services"]["nginx"]["image"].split(":")[1].split("-")[0]
+    assert tuple(map(int, version.split("."))) >= (1, 27, 3)
+
+
 def test_every_variable_named_is_a_real_setting() -> None:
     known = env_names()
     named: dict[str, set[str]] = {}
@@ -122,6 +133,7 @@ def test_every_variable_named_is_a_real_setting() -> None:
     }
     named["workflow"] |= {k for job in workflow["jobs"].values() for k in job.get("env", {})}
     for where, names in named.items():
+        assert names, f"{where} names no variable at all: this check would prove nothing"
         assert names <= known, f"{where} names what Star Map does not read: {sorted(names - known)}"
 
 
@@ -148,18 +160,48 @@ def test_deployments_set_what_they_need_and_their_values_load() -> None:
     )
 
 
-def test_the_workflow_tests_builds_and_deploys_only_with_credentials() -> None:
+def test_the_workflow_tests_builds_smoke_tests_and_deploys_only_with_credentials() -> None:
     workflow = load(ROOT / ".github" / "workflows" / "ci.yml")
     triggers = workflow.get("on") or workflow.get(True)  # YAML 1.1 reads a bare `on` as true
     assert set(triggers) == {"push", "pull_request"}
+    assert "${{ github.ref }}" in workflow["concurrency"]["group"]
     jobs = workflow["jobs"]
     assert set(jobs) == {"test", "image", "deploy"}
-    assert any(step.get("run") == "./ops/test.sh" for step in jobs["test"]["steps"])
-    assert "refs/heads/main" in jobs["image"]["if"]
-    assert any("build-push-action" in step.get("uses", "") for step in jobs["image"]["steps"])
-    assert jobs["deploy"]["needs"] == "image"
-    assert "AZURE_CONTAINERAPP_NAME" in jobs["deploy"]["if"]
-    assert any("az containerapp update" in step.get("run", "") for step in jobs["deploy"]["steps"])
+    test = jobs["test"]
+    assert test["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
+    assert any(step.get("run") == "./ops/test.sh" for step in test["steps"])
+    setup = {step["uses"].split("@")[0]: step.get("with", {}) for step in test["steps"] if "uses" in step}
+    assert setup["actions/setup-python"]["cache-dependency-path"] == "requirements-test.txt"
+    assert setup["actions/setup-node"]["cache"] == "npm"
+    image = jobs["image"]
+    assert "if" not in image, "the image is built (and started) on pull requests too"
+    steps = image["steps"]
+    naming = next(step["run"] for step in steps if step.get("id") == "name")
+    assert "${GITHUB_REPOSITORY,,}" in naming and "github.repository" not in naming  # lower-cased
+    builds = [step for step in steps if "build-push-action" in step.get("uses", "")]
+    assert builds[0]["with"]["load"] is True and "type=gha" in builds[0]["with"]["cache-from"]
+    assert all("VERSION=" in b["with"]["build-args"] for b in builds)
+    smoke = next(step for step in steps if step.get("name") == "smoke test")
+    assert "starmap probe readiness" in smoke["run"]
+    pushes = [b for b in builds if b["with"].get("push")]
+    assert pushes and all("refs/heads/main" in b["if"] for b in pushes)
+    deploy = jobs["deploy"]
+    assert deploy["needs"] == "image" and "AZURE_CONTAINERAPP_NAME" in deploy["if"]
+    assert deploy["permissions"]["id-token"] == "write"
+    login = next(step for step in deploy["steps"] if "azure/login" in step.get("uses", ""))
+    assert "creds" not in login["with"] and {"client-id", "tenant-id", "subscription-id"} <= set(
+        login["with"]
+    )
+    assert any("az containerapp update" in step.get("run", "") for step in deploy["steps"])
+
+
+def test_the_image_reports_the_version_it_was_built_from() -> None:
+    stage = final_stage(DockerfileParser(path=str(OPS / "Dockerfile")))
+    args = [i["value"] for i in stage if i["instruction"] == "ARG"]
+    envs = " ".join(i["value"] for i in stage if i["instruction"] == "ENV")
+    assert any(a.startswith("VERSION") for a in args)
+    assert "VERSION=$VERSION" in envs
+    assert load_settings({"VERSION": ""}, root=ROOT).version == load_settings({}, root=ROOT).version
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,8 @@ class FaultyStore:
 
     ``down`` holds (method, table) pairs that fail until healed; ``once`` those that
     fail the next time only. ``lost`` pairs are carried out, then answer with an error,
-    as a write whose answer was lost to a timeout.
+    as a write whose answer was lost to a timeout. ``slow`` maps pairs to seconds each
+    such write takes before it is carried out.
     """
 
     def __init__(self, inner: TableStore) -> None:
@@ -25,6 +27,7 @@ class FaultyStore:
         self.down: set[tuple[str, str]] = set()
         self.once: set[tuple[str, str]] = set()
         self.lost: set[tuple[str, str]] = set()
+        self.slow: dict[tuple[str, str], float] = {}
         self.refused = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -34,6 +37,8 @@ class FaultyStore:
 
         async def write(table: str, *args: Any, **kwargs: Any) -> Any:
             key = (name, table)
+            if key in self.slow:
+                await asyncio.sleep(self.slow[key])
             if key in self.down or key in self.once:
                 self.once.discard(key)
                 self.refused += 1

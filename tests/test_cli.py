@@ -146,9 +146,9 @@ def test_dev_restarts_the_service_when_the_code_changes(backend_env: dict[str, s
         )
     try:
         wait_for_liveness(f"http://127.0.0.1:{port}", proc, 30)
-        wait_for_lines(log_path, " on http://127.0.0.1", 1)
+        wait_for_lines(log_path, "ready: listening on http://127.0.0.1", 1)
         probe.write_text("# a change for `starmap dev` to see\n")
-        wait_for_lines(log_path, " on http://127.0.0.1", 2)  # the service started again
+        wait_for_lines(log_path, "ready: listening on http://127.0.0.1", 2)  # the service started again
         wait_for_liveness(f"http://127.0.0.1:{port}", proc, 30)
     finally:
         probe.unlink(missing_ok=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
@@ -14,11 +16,12 @@ from starmap.app import STORE, create_app
 from starmap.http.openapi import build, doc
 from starmap.keys import HUB
 from starmap.logs import RequestIdFilter
-from starmap.stars import STARS
+from starmap.stars import STARS, bucket
 from starmap.storage import iter_entities
 from starmap.users import USER_STARS
 
 from .conftest import MakeClient, MakeSettings
+from .faults import faulty_factory
 
 Client = TestClient[web.Request, web.Application]
 KEY = "s3cret-admin-key"
@@ -80,6 +83,34 @@ async def test_clearing_every_star(make_client: MakeClient) -> None:
     clears = [e for e in client.app[HUB].recent if e.type == "clear"]
     assert [(e.topic, e.data) for e in clears] == [("stars", {"count": 130})]
     assert (await client.get(f"/users/{user['id']}")).status == 200  # users stay
+
+
+async def test_a_slow_clear_does_not_hold_creates_and_reads_back(
+    aiohttp_client: Any, make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The clear runs beside the registry's mailbox: the service keeps serving meanwhile."""
+    faulty, factory = faulty_factory()
+    client = await aiohttp_client(create_app(make_settings(ADMIN_API_KEY=KEY), store_factory=factory))
+    ids = [f"a{i:03d}" for i in range(120)]
+    await asyncio.gather(*(make_star(client, sid) for sid in ids))
+    partitions = {bucket(sid) for sid in ids}
+    faulty[0].slow[("batch", STARS)] = 0.1  # each partition's delete batch: the clear takes seconds
+    with caplog.at_level(logging.INFO):
+        clearing = asyncio.ensure_future(client.delete("/admin/stars", headers={"X-API-Key": KEY}))
+        await asyncio.sleep(0.25)  # well into the clear
+        assert not clearing.done()
+        started = time.monotonic()
+        created = await client.post("/stars", json={"x": 0, "y": 0, "message": "during", "id": "during"})
+        assert created.status == 201
+        assert (await client.get("/stars/during")).status == 200
+        assert time.monotonic() - started < 0.5, "a create waited for the clear"
+        answer = await clearing
+    assert answer.status == 200 and (await answer.json())["count"] == len(ids)
+    assert len(partitions) > 5
+    # The star made during the clear stays, in the index and in the store; the others are gone.
+    assert [s["id"] for s in await (await client.get("/stars")).json()] == ["during"]
+    assert await client.app[STORE].count(STARS) == 1
+    assert any(r.getMessage().startswith("admin clear: 120 stars removed") for r in caplog.records)
 
 
 # -- debug ----------------------------------------------------------------------------------

@@ -86,3 +86,16 @@ def test_secrets_never_reach_the_logs(make_process: MakeProcess, backend: str) -
         assert secret not in log
     for line in log.splitlines():
         json.loads(line)  # JSON lines, every one
+
+
+def test_ready_is_logged_once_bound_and_loaded(make_process: MakeProcess) -> None:
+    proc = make_process(LOG_LEVEL="INFO")
+    deadline = time.monotonic() + 10
+    while "ready: listening on" not in proc.log():
+        assert time.monotonic() < deadline, proc.log()
+        time.sleep(0.05)
+    log = proc.log()
+    ready = log.index(f"ready: listening on http://127.0.0.1:{proc.port}")
+    assert log.index("star index:") < ready and log.index("user index:") < ready
+    assert log.count("listening on") == 1
+    assert "on http://" not in log[:ready]  # nothing claims an address before it is bound

@@ -127,6 +127,7 @@ class Actors:
         )
         system.register(registry.KIND, lambda key: star_registry)
         reg = await system.get(registry.KIND, registry.KEY)
+        star_registry.me = reg
         system.register(
             likes.KIND,
             lambda key: likes.LikeCounter(

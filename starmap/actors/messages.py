@@ -7,6 +7,7 @@ are told (fire and forget).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -26,6 +27,7 @@ __all__ = (
     "DeleteUser",
     "Forget",
     "ForgetRelations",
+    "ForgetStars",
     "GetStar",
     "GetUser",
     "Like",
@@ -120,8 +122,20 @@ class StarRemoved:
 
 
 @attrs.frozen
-class ClearAll(Ask[int]):
-    """Remove every star (admin): durably, batched per partition; the count removed."""
+class ClearAll(Ask[asyncio.Future[int]]):
+    """Remove every star (admin), durably, batched per partition.
+
+    The answer is the running clear (a future of the count removed): it runs beside the
+    registry's mailbox, so creates, likes and reads keep being served meanwhile. A clear
+    asked while one runs joins it.
+    """
+
+
+@attrs.frozen
+class ForgetStars(Ask[None]):
+    """Stars a clear has deleted durably: out of the index, their counters and the mirror."""
+
+    ids: tuple[str, ...]
 
 
 @attrs.frozen

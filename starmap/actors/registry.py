@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ..errors import AlreadyExists, NotFound
@@ -14,6 +15,7 @@ from ..events import Publisher
 from ..index import StarIndex
 from ..layout import Census
 from ..mirror import Mirror
+from ..progress import Progress
 from ..stars import (
     STARS,
     Brightness,
@@ -32,6 +34,7 @@ from .messages import (
     CreateStar,
     DeleteStar,
     ForgetRelations,
+    ForgetStars,
     GetStar,
     ReadStored,
     Ready,
@@ -85,6 +88,8 @@ class StarRegistry(Actor):
         self.clock = clock
         self.index = StarIndex()
         self.census: Census[Star] = star_census()
+        self.me: ActorRef | None = None  # its own ref, for the clear that runs beside the mailbox
+        self._clearing: asyncio.Future[int] | None = None
 
     async def on_start(self) -> None:
         await self._load(warm=True)
@@ -101,7 +106,11 @@ class StarRegistry(Actor):
             self.index, source = StarIndex(mirrored), "the redis mirror"
         else:
             census = star_census()
-            read = [census.take(s.entity) async for s in iter_entities(self.store, STARS)]
+            read = []
+            with Progress("star index: loading", None, log=log, bar=False) as progress:
+                async for row in iter_entities(self.store, STARS):
+                    read.append(census.take(row.entity))
+                    progress.advance()
             stored = [star for star in read if star is not None]
             self.index, source, self.census = StarIndex(stored), "the table store", census
             census.log(log, self.index)
@@ -139,7 +148,13 @@ class StarRegistry(Actor):
                 await self._load(warm=False)
                 return len(self.index)
             case ClearAll():
-                return await self._clear()
+                if self._clearing is None or self._clearing.done():
+                    self._clearing = asyncio.ensure_future(self._clear())
+                    self._clearing.add_done_callback(_log_failure)
+                return self._clearing
+            case ForgetStars(ids):
+                self._forget_all(ids)
+                return None
             case ReadStored(star_id):
                 return (await self.store.get(STARS, bucket(star_id), star_id)).entity
         return await super().receive(message)
@@ -228,25 +243,46 @@ class StarRegistry(Actor):
         return star_id
 
     async def _clear(self) -> int:
-        """Every star of the store (other replicas' too), deleted one partition batch at a time."""
-        removed = 0
+        """Every star of the store (other replicas' too), deleted one partition batch at a time.
+
+        Runs beside the mailbox; each deleted chunk goes through it (``ForgetStars``), so
+        the index only ever changes inside the actor, and stars created meanwhile stay.
+        """
+        assert self.me is not None, "the registry's own ref is set at start-up"
+        me = self.me
+        known = {star.id for star in self.index}
+        removed: set[str] = set()
+
+        async def forget(chunk: list[str]) -> None:
+            removed.update(chunk)
+            progress.advance(len(chunk))
+            await me.ask(ForgetStars(tuple(chunk)))
+
         for _attempt in range(3):  # a star deleted meanwhile fails its batch: read again
             keys = [  # rows this service did not write are left alone
                 (s.partition_key, s.row_key)
                 async for s in iter_entities(self.store, STARS)
-                if is_star_row(s.entity)
+                if is_star_row(s.entity) and s.row_key not in removed
             ]
-            try:
-                removed += await delete_rows(self.store, STARS, keys, after_chunk=self._forget_all)
-                break
-            except NotFound:
-                continue
-        self._forget_all([star.id for star in self.index])  # what the index had and the store did not
+            with Progress("admin clear: deleting stars", len(keys), log=log, bar=False) as progress:
+                try:
+                    await delete_rows(self.store, STARS, keys, after_chunk=forget)
+                    break
+                except NotFound:
+                    continue
+        await me.ask(ForgetStars(tuple(known - removed)))  # what the index had and the store did not
         await self.users.ask(ForgetRelations())  # no star they name exists any more
-        self.publisher.publish("stars", "clear", {"count": removed})
-        return removed
+        self.publisher.publish("stars", "clear", {"count": len(removed)})
+        log.info("admin clear: %d stars removed", len(removed))
+        return len(removed)
 
-    def _forget_all(self, star_ids: list[str]) -> None:
+    async def on_stop(self) -> None:
+        if self._clearing is not None and not self._clearing.done():
+            self._clearing.cancel()  # shutting down: a clear is chunk by chunk, never half a chunk
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._clearing
+
+    def _forget_all(self, star_ids: Iterable[str]) -> None:
         for star_id in star_ids:
             self.index.remove(star_id)
             self.on_delete(star_id)
@@ -255,3 +291,9 @@ class StarRegistry(Actor):
 
     def state(self) -> dict[str, Any]:
         return {"stars": len(self.index), "foreign_rows": self.census.summary(self.index)}
+
+
+def _log_failure(clearing: asyncio.Future[int]) -> None:
+    """A clear whose asker has gone (the admin hung up) still reports how it failed."""
+    if not clearing.cancelled() and (exc := clearing.exception()) is not None:
+        log.error("admin clear failed: %s", exc, exc_info=exc)

@@ -33,14 +33,16 @@ def serve(args: argparse.Namespace) -> int:
     settings = with_logging()
     server = settings.server
     log.info(
-        "%s %s (%s) on http://%s:%d, storage: %s",
+        "starting %s %s (%s), storage: %s",
         server.project_name,
         settings.version,
         server.environment.value,
-        server.host,
-        server.port,
         describe_store(settings),
     )
+
+    def ready(banner: str) -> None:
+        """aiohttp calls this once every site is bound, after start-up (indexes loaded)."""
+        log.info("ready: listening on http://%s:%d", server.host, server.port)
     loop = _event_loop()
     loop.set_debug(server.debug)  # DEBUG=true: asyncio's slow-callback and never-awaited warnings
     try:
@@ -52,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
             access_log_class=AccessLogger,
             backlog=1024,  # thousands of event streams may (re)connect at once
             loop=loop,
-            print=None,
+            print=ready,
         )
     except StarmapError as exc:
         log.error("start-up failed: %s", exc)

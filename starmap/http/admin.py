@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import socket
 
@@ -35,7 +36,8 @@ async def clear_stars(request: web.Request) -> web.Response:
     """Remove every star durably; one ``clear`` event tells every open map."""
     if (refused := _refusal(request)) is not None:
         return refused
-    count = await request.config_dict[ACTORS].registry.ask(ClearAll(), timeout=300)
+    clearing = await request.config_dict[ACTORS].registry.ask(ClearAll())
+    count = await asyncio.shield(clearing)  # a client that hangs up does not stop the clear
     return json_response({"message": f"removed {count} stars", "count": count})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, TypeVar
 
 import attrs
@@ -172,7 +172,7 @@ async def delete_rows(
     table: str,
     keys: Iterable[tuple[str, str]],
     *,
-    after_chunk: Callable[[list[str]], None] | None = None,
+    after_chunk: Callable[[list[str]], Awaitable[None]] | None = None,
 ) -> int:
     """Delete rows by (partition, row) key, a batch per partition chunk; how many.
 
@@ -184,7 +184,7 @@ async def delete_rows(
         await store.batch(table, [Op.delete(pk, rk) for pk, rk in chunk])
         deleted += len(chunk)
         if after_chunk is not None:
-            after_chunk([rk for _, rk in chunk])
+            await after_chunk([rk for _, rk in chunk])
     return deleted
 
 

@@ -29,10 +29,10 @@ from .. import __version__
 from ..backoff import retry
 from ..control import request_reload
 from ..errors import AlreadyExists
+from ..progress import Progress
 from ..storage import DATA_TABLES, TABLES, Op, TableStore, iter_entities, partition_chunks
 from ..storage.base import check_entity
 from .legacy_import import TableReport
-from .progress import Progress
 
 __all__ = ("BadExport", "export_tables", "import_tables", "read_export")
 

@@ -24,6 +24,7 @@ from ..control import request_reload
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
 from ..layout import RowKind, classify
 from ..legacy import Converted, Options, choose_stars, choose_users, convert_star, convert_user, legacy_email
+from ..progress import Progress
 from ..stars import STAR_FIELDS, STARS, Star, bucket, star_to_entity
 from ..storage import TABLES, Op, Stored, TableStore, iter_entities, partition_chunks
 from ..users import (
@@ -37,7 +38,6 @@ from ..users import (
     is_relation,
     user_to_entity,
 )
-from .progress import Progress
 from .report import ImportReport, TableReport
 
 __all__ = ("ImportReport", "TableReport", "import_legacy")

@@ -15,6 +15,7 @@ from typing import Final
 
 __all__ = (
     "EMAIL_PATTERN",
+    "ID_CHARS_PATTERN",
     "ID_PATTERN",
     "MAX_EMAIL",
     "MAX_ID",
@@ -55,7 +56,9 @@ NAME_PATTERN: Final = (
 # One @, a local part of 1 to 64 characters without spaces, a dotted domain of non-empty
 # labels; white space around it is allowed (and trimmed).
 EMAIL_PATTERN: Final = "^\\s*[^@\\s\\u0000-\\u001f\\u007f]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+\\s*$"
-ID_PATTERN: Final = f"^[A-Za-z0-9_-]{{1,{MAX_ID}}}(?!\\n)$"
+# Letters, digits, '_' and '-', not one of the reserved words (ID_CHARS: the characters only).
+ID_CHARS_PATTERN: Final = f"^[A-Za-z0-9_-]{{1,{MAX_ID}}}(?!\\n)$"
+ID_PATTERN: Final = "^(?!(" + "|".join(sorted(RESERVED_IDS)) + ")(?!\\n)$)" + ID_CHARS_PATTERN[1:]
 
 _MESSAGE: Final = re.compile(MESSAGE_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
@@ -84,9 +87,9 @@ def check_id(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {json_type(value)}")
     if not _ID.search(value):
+        if value in RESERVED_IDS:
+            raise ValueError(f"{value!r} is reserved")
         raise ValueError("must be 1 to 64 characters: letters, digits, '_' or '-'")
-    if value in RESERVED_IDS:
-        raise ValueError(f"{value!r} is reserved")
     return value
 
 

@@ -80,6 +80,22 @@ def accepted_by_the_api(cls: type, body: dict[str, Any]) -> bool:
     return True
 
 
+def test_the_examples_are_valid(document: dict[str, Any]) -> None:
+    """What /docs fills in for "try it out" is accepted by the document and by the API."""
+    schemas, seen = document["components"]["schemas"], set()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if media is None:
+                continue
+            name = media["schema"]["$ref"].rsplit("/", 1)[1]
+            Draft202012Validator(schemas[name]).validate(media["example"])
+            cls = next(c for c in VALID if c.__name__ == name)
+            assert accepted_by_the_api(cls, media["example"])
+            seen.add(name)
+    assert seen == {c.__name__ for c in VALID}
+
+
 def test_every_field_of_every_body_is_checked() -> None:
     import attrs
 

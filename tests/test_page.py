@@ -142,3 +142,27 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "starmap-page.png"))
+
+
+def test_the_api_docs_show_the_like_operation_with_its_schemas(
+    server: StarmapProcess, browser: WebDriver
+) -> None:
+    """/docs is Swagger UI from a package: it loads offline, lists operations, expands one."""
+    browser.get(f"{server.url}/docs")
+    wait = WebDriverWait(browser, 20)
+    like = wait.until(lambda b: b.find_element(By.ID, "operations-stars-post_like_star"))
+    like.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    request_body = wait.until(lambda b: like.find_element(By.CSS_SELECTOR, ".opblock-section-request-body"))
+    request_body.find_element(By.CSS_SELECTOR, "[data-name='model']").click()  # its Schema tab
+    wait.until(lambda b: "user_id" in request_body.text)
+    assert "LikeIn" in request_body.text
+    responses = like.find_element(By.CSS_SELECTOR, ".responses-wrapper")
+    wait.until(lambda b: '"likes"' in responses.text)  # the 200's LikeResult, as an example
+    assert all(code in responses.text for code in ("200", "404", "429"))
+    assert like.find_elements(By.CSS_SELECTOR, ".try-out, .execute"), "try it out is on"
+    browser.execute_script("arguments[0].scrollIntoView()", like)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "starmap-docs.png"))
+    # Nothing was fetched from anywhere but this service.
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(str(r).startswith(server.url) for r in resources), resources

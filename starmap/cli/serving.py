@@ -43,6 +43,7 @@ def serve(args: argparse.Namespace) -> int:
     def ready(banner: str) -> None:
         """aiohttp calls this once every site is bound, after start-up (indexes loaded)."""
         log.info("ready: listening on http://%s:%d", server.host, server.port)
+
     loop = _event_loop()
     loop.set_debug(server.debug)  # DEBUG=true: asyncio's slow-callback and never-awaited warnings
     try:

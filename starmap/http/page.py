@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 from typing import Final
 
@@ -12,7 +13,7 @@ from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
 
-__all__ = ("STATIC", "config", "index", "static", "static_file")
+__all__ = ("STATIC", "config", "docs_asset", "index", "static", "static_file")
 
 STATIC: Final = Path(__file__).resolve().parent.parent / "static"
 # Only these are served: nothing else under the package can be reached by a path.
@@ -21,6 +22,15 @@ ASSETS: Final = {
     "style.css": "text/css",
     "index.html": "text/html",
     "docs.html": "text/html",
+}
+
+
+# Swagger UI, from the swagger-ui-py package's data (the files /docs loads, nothing else).
+SWAGGER_UI: Final = Path(str(importlib.resources.files("swagger_ui") / "static"))
+DOCS_ASSETS: Final = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
 }
 
 
@@ -42,6 +52,20 @@ async def static(request: web.Request) -> web.FileResponse:
     if name not in ASSETS:
         raise web.HTTPNotFound(text=f"no asset {name!r}")
     return static_file(name)
+
+
+@doc(
+    "Swagger UI's own files, for /docs",
+    tag="ops",
+    responses={200: ("A file", None, "application/javascript"), 404: P},
+)
+async def docs_asset(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in DOCS_ASSETS:
+        raise web.HTTPNotFound(text=f"no asset {name!r}")
+    # The package's version pins the files: a day's caching is safe.
+    headers = {"Content-Type": DOCS_ASSETS[name], "Cache-Control": "public, max-age=86400"}
+    return web.FileResponse(SWAGGER_UI / name, headers=headers)
 
 
 @doc("What the page needs to draw as the server computes", tag="page", responses={200: "Any"})

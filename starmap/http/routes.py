@@ -66,6 +66,7 @@ def setup_routes(app: web.Application) -> None:
         ("GET", "/metrics", metrics),
         ("GET", "/openapi.json", openapi_json),
         ("GET", "/docs", docs_page),
+        ("GET", "/docs/assets/{name}", page.docs_asset),
     ]
     if not app[SETTINGS].is_production:
         routes += [
@@ -96,7 +97,11 @@ async def _build_openapi(app: web.Application) -> None:
     app[OPENAPI] = build(app, title=settings.server.project_name, version=settings.version)
 
 
-@doc("The API documentation, for people", tag="ops", responses={200: ("An HTML page", None, "text/html")})
+@doc(
+    "The API documentation, for people (Swagger UI: schemas, examples, try it out)",
+    tag="ops",
+    responses={200: ("An HTML page", None, "text/html")},
+)
 async def docs_page(request: web.Request) -> web.FileResponse:
     return page.static_file("docs.html")
 

@@ -55,7 +55,9 @@ NAME_PATTERN: Final = (
 )
 # One @, a local part of 1 to 64 characters without spaces, a dotted domain of non-empty
 # labels; white space around it is allowed (and trimmed).
-EMAIL_PATTERN: Final = "^\\s*[^@\\s\\u0000-\\u001f\\u007f]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+\\s*$"
+EMAIL_PATTERN: Final = (
+    "^\\s*[^@\\s\\u0000-\\u001f\\u007f" + _SURROGATES + "]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+\\s*$"
+)
 # Letters, digits, '_' and '-', not one of the reserved words (ID_CHARS: the characters only).
 ID_CHARS_PATTERN: Final = f"^[A-Za-z0-9_-]{{1,{MAX_ID}}}(?!\\n)$"
 ID_PATTERN: Final = "^(?!(" + "|".join(sorted(RESERVED_IDS)) + ")(?!\\n)$)" + ID_CHARS_PATTERN[1:]

@@ -26,7 +26,8 @@ def _refusal(request: web.Request) -> web.Response | None:
     if not key:
         return problem(503, "admin is not configured: set ADMIN_API_KEY")
     offered = request.headers.get("X-API-Key", "")
-    if not hmac.compare_digest(offered.encode(), key.encode()):
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes.
+    if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), key.encode()):
         return problem(401, "a valid X-API-Key header is required", headers={"WWW-Authenticate": "ApiKey"})
     return None
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import cattrs
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from cattrs.errors import AttributeValidationNote, ClassValidationError, IterableValidationNote
 from cattrs.v import format_exception
 
@@ -19,7 +20,10 @@ T = TypeVar("T")
 
 async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object; 400 when it is not one (or absent, unless ``optional``)."""
-    raw = await request.read()  # 413 past client_max_size, raised by aiohttp
+    try:
+        raw = await request.read()  # 413 past client_max_size, raised by aiohttp
+    except RequestPayloadError:  # e.g. a body that is not what its Content-Encoding says
+        raise web.HTTPBadRequest(text="the body could not be read as its headers describe it") from None
     if not raw.strip():
         if optional:
             return {}
@@ -28,6 +32,8 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(text="malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=f"the body must be a JSON object, not {type(body).__name__}")
     return body

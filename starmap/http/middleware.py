@@ -7,7 +7,9 @@ coroutine of its own per request, and this is the hot path of every request.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import re
 import time
 import uuid
@@ -22,7 +24,11 @@ from .problems import answer_error
 
 __all__ = ("HEADER", "add_request_id_header", "front_middleware")
 
+log = logging.getLogger(__name__)
+
 HEADER: Final = "X-Request-ID"
+# nginx's "client closed request": counted apart from the answers we gave (never a 500).
+CLIENT_CLOSED: Final = 499
 # Anything else (CR/LF, quotes, very long) is replaced: the id goes into logs and headers.
 SANE: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # A made id: this process (random, so replicas differ) and a counter; no syscall per request.
@@ -51,6 +57,10 @@ def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middl
             return response
         except web.HTTPException as exc:  # a redirect, raised again
             status = exc.status
+            raise
+        except asyncio.CancelledError:  # aiohttp cancels the handler when the client hangs up
+            status = CLIENT_CLOSED
+            log.debug("%s %r: the client went away before its answer", request.method, request.path)
             raise
         finally:
             REQUEST_ID.reset(token)

@@ -20,7 +20,8 @@ def parse_limit(request: web.Request) -> tuple[int | None, str | None]:
         if cursor is not None:
             raise ValidationFailed({"cursor": "goes with limit"})
         return None, None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: int() would also read "٣" (and str.isdigit() passes "²", which it refuses).
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationFailed({"limit": f"must be an integer from 1 to {MAX_LIMIT}"})
     return int(raw), cursor
 

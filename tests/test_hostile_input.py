@@ -1,0 +1,130 @@
+"""Hostile input, second round: what used to be a 500 is a 4xx problem+json, on both stores.
+
+Raw sockets where a client library would clean the input first; every case runs on
+SQLite and on Azurite, over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from .conftest import MakeClient
+
+Client = TestClient[web.Request, web.Application]
+KEY = "an-admin-key-of-thirty-two-chars"
+DEEP = "[" * 1000 + "]" * 1000
+
+
+async def raw(client: Client, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read one answer: (status, lower-cased headers, body)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    writer.close()
+    return status, headers, body
+
+
+def assert_problem(status: int, headers: dict[str, str], body: bytes, expected: int) -> dict[str, Any]:
+    assert status == expected, body
+    assert headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["status"] == expected
+    return problem
+
+
+@pytest.fixture
+async def target(make_client: MakeClient) -> Client:
+    """The app with a star 's' and a user 'ada@example.org'."""
+    client = await make_client(ADMIN_API_KEY=KEY, API_RATE_LIMIT_TIMES="1000")
+    created = await client.post("/stars", json={"x": 0, "y": 0, "message": "m", "id": "s"})
+    assert created.status == 201
+    assert (await client.post("/users", json={"name": "Ada", "email": "ada@example.org"})).status == 201
+    return client
+
+
+async def test_json_nested_a_thousand_deep_is_400_on_every_write(target: Client) -> None:
+    user = (await (await target.get("/users")).json())[0]["id"]
+    writes = [("POST", "/stars"), ("POST", "/users"), ("PUT", f"/users/{user}"), ("POST", "/stars/s/like")]
+    for method, path in writes:
+        for body in (DEEP, '{"message": ' + DEEP + "}"):
+            answer = await target.request(
+                method, path, data=body, headers={"Content-Type": "application/json"}
+            )
+            assert answer.status == 400, (method, path)
+            assert (await answer.json())["detail"] == "malformed JSON: nested too deeply"
+
+
+async def test_a_lone_surrogate_in_an_address_is_422(target: Client) -> None:
+    body = b'{"name": "Bo", "email": "bo\\ud800@example.org"}'
+    answer = await target.post("/users", data=body, headers={"Content-Type": "application/json"})
+    assert answer.status == 422
+    assert (await answer.json())["errors"][0]["field"] == "email"
+
+
+async def test_unicode_digits_in_limit_are_422_not_read_as_numbers(target: Client) -> None:
+    for path in ("/stars", "/users"):
+        # Arabic-Indic three, superscript two, full-width five, one and superscript zero.
+        for digits in ("%D9%A3", "%C2%B2", "%EF%BC%95", "1%E2%81%B0"):
+            answer = await target.get(f"{path}?limit={digits}")
+            assert answer.status == 422, (path, digits)
+            assert (await answer.json())["errors"][0]["field"] == "limit"
+
+
+async def test_non_utf8_bytes_in_the_admin_key_are_401(target: Client) -> None:
+    request = (
+        b"DELETE /admin/stars HTTP/1.1\r\nHost: x\r\nX-API-Key: \xff\xfe\x80key\r\nConnection: close\r\n\r\n"
+    )
+    assert_problem(*await raw(target, request), 401)
+    assert (await target.get("/stars/s")).status == 200  # nothing was cleared
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [("gzip", b"\x1f\x8b\x08 not really gzip"), ("deflate", b"not deflate"), ("gzip", b'{"x": 0}')],
+)
+async def test_a_body_that_is_not_what_its_encoding_says_is_400(
+    target: Client, encoding: str, data: bytes
+) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    answer = await target.post("/stars", data=data, headers=headers)
+    assert answer.status == 400
+    assert answer.content_type == "application/problem+json"
+
+
+async def test_a_body_that_is_what_its_encoding_says_is_read(target: Client) -> None:
+    body = gzip.compress(json.dumps({"x": 0.5, "y": 0.5, "message": "zipped", "id": "z"}).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    assert (await target.post("/stars", data=body, headers=headers)).status == 201
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_error(
+    target: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        _, writer = await asyncio.open_connection(target.host, target.port)
+        writer.write(b"POST /stars HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"x\":")  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await asyncio.sleep(0.3)
+    metrics = await (await target.get("/metrics")).text()
+    posts = [line for line in metrics.splitlines() if line.startswith("starmap_http_requests_total")
+             and 'route="/stars"' in line and 'method="POST"' in line]  # fmt: skip
+    assert any('status="499"' in line for line in posts), posts
+    assert not any('status="500"' in line for line in posts), posts
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("the client went away" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import threading
 import time
@@ -19,6 +20,8 @@ from .settings import LogFormat, Settings
 
 __all__ = (
     "REQUEST_ID",
+    "TextFormatter",
+    "escape_controls",
     "REQUEST_ID_KEY",
     "AccessLogger",
     "JsonFormatter",
@@ -69,6 +72,33 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# What could end or fake a line: C0 and C1 controls, DEL, and Unicode's line separators.
+_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """Text fit for one log line: every control character written as its escape (``\\r``, ``\\x1b``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+_JSON_UNSAFE: Final = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """Lines for people: a message (a path, a header, anything a client sent) stays one line.
+
+    A traceback, appended after the message, keeps its own line breaks.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any `extra` fields."""
 
@@ -84,7 +114,9 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return orjson.dumps(entry, default=str).decode()
+        # JSON escapes C0 controls itself but allows DEL, C1 and U+2028/2029 raw: some readers
+        # split lines on those. Escaped, the line stays valid JSON and one line for everyone.
+        return _JSON_UNSAFE.sub(_json_escape, orjson.dumps(entry, default=str).decode())
 
 
 JsonFormatter.converter = time.gmtime
@@ -147,7 +179,7 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         text = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-        handler.setFormatter(logging.Formatter(text))
+        handler.setFormatter(TextFormatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level)

@@ -7,16 +7,20 @@ SQLite and on Azurite, over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from .conftest import MakeClient
+from .conftest import MakeClient, MakeProcess
 
 Client = TestClient[web.Request, web.Application]
 KEY = "an-admin-key-of-thirty-two-chars"
@@ -128,3 +132,25 @@ async def test_a_client_that_hangs_up_mid_body_is_no_error(
     assert not any('status="500"' in line for line in posts), posts
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("the client went away" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_request_cannot_forge_a_log_line(make_process: MakeProcess, log_format: str) -> None:
+    proc = make_process(LOG_FORMAT=log_format, LOG_LEVEL="INFO")
+    forged = "2026-01-01 00:00:00,000 ERROR starmap [-]: forged"
+    path = "/stars/a%0D%0A" + forged.replace(" ", "%20") + "%E2%80%A8" + forged.replace(" ", "%20")
+    for target in (path, "/users?limit=%0Aforged", "/no%1B%5B31mwhere%0D"):
+        with urllib.request.urlopen(f"{proc.url}/health") as answer:  # noqa: S310 - loopback only
+            assert answer.status == 200
+        request = urllib.request.Request(f"{proc.url}{target}")  # noqa: S310
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+    time.sleep(0.5)  # the log handler writes in batches
+    lines = proc.log().splitlines()
+    assert not [line for line in lines if line.startswith("2026-01-01") or "\x1b" in line]
+    assert any("forged" in line for line in lines)  # it was logged, on its own request's line
+    if log_format == "json":
+        for line in lines:
+            if line.startswith("{"):
+                json.loads(line)

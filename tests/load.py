@@ -70,7 +70,7 @@ class LikeStorm:
             n = next(self._turn)
             url, star = self.urls[n % len(self.urls)], self.stars[n % len(self.stars)]
             try:
-                async with self._session.post(f"{url}/stars/{star}/like") as answer:
+                async with self._session.post(f"{url}/stars/{star}/like", json={}) as answer:
                     await answer.read()
                     self.statuses[answer.status] += 1
                     if answer.status == 200:

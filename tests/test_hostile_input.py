@@ -71,6 +71,33 @@ async def test_json_nested_a_thousand_deep_is_400_on_every_write(target: Client)
             assert (await answer.json())["detail"] == "malformed JSON: nested too deeply"
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/json"],
+)
+async def test_a_write_that_is_not_json_by_type_is_415_and_writes_nothing(
+    target: Client, content_type: str | None
+) -> None:
+    """What a cross-site form or a text/plain fetch sends (no CORS preflight) can write nothing."""
+    user = (await (await target.get("/users")).json())[0]["id"]
+    bodies = {
+        ("POST", "/stars"): b'{"x": 0, "y": 0, "message": "csrf"}',
+        ("POST", "/users"): b'{"name": "Eve", "email": "eve@example.org"}',
+        ("PUT", f"/users/{user}"): b'{"name": "Eve", "email": "eve@example.org"}',
+        ("POST", "/stars/s/like"): b"",
+    }
+    for (method, path), data in bodies.items():
+        headers = {"Content-Type": content_type} if content_type else {}
+        answer = await target.request(method, path, data=data, headers=headers)
+        assert answer.status == 415, (method, path)
+        assert answer.content_type == "application/problem+json"
+    assert [s["id"] for s in await (await target.get("/stars")).json()] == ["s"]
+    assert (await (await target.get("/stars/s")).json())["likes"] == 0
+    assert [u["name"] for u in await (await target.get("/users")).json()] == ["Ada"]
+    with_charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert (await target.post("/stars/s/like", data=b"{}", headers=with_charset)).status == 200
+
+
 async def test_a_lone_surrogate_in_an_address_is_422(target: Client) -> None:
     body = b'{"name": "Bo", "email": "bo\\ud800@example.org"}'
     answer = await target.post("/users", data=body, headers={"Content-Type": "application/json"})

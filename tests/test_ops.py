@@ -79,7 +79,7 @@ async def test_clearing_every_star(make_client: MakeClient) -> None:
     store = client.app[STORE]
     assert await store.count(STARS) == 0
     assert [r async for r in iter_entities(store, USER_STARS)] == []
-    assert (await client.post("/stars/s1/like")).status == 404
+    assert (await client.post("/stars/s1/like", json={})).status == 404
     clears = [e for e in client.app[HUB].recent if e.type == "clear"]
     assert [(e.topic, e.data) for e in clears] == [("stars", {"count": 130})]
     assert (await client.get(f"/users/{user['id']}")).status == 200  # users stay
@@ -120,7 +120,7 @@ async def test_debug_actors_and_one_actors_state(make_client: MakeClient) -> Non
     client = await make_client(API_RATE_LIMIT_TIMES="1000")
     await make_star(client, "vega")
     for _ in range(3):
-        await client.post("/stars/vega/like")
+        await client.post("/stars/vega/like", json={})
     listed = await (await client.get("/debug/actors")).json()
     kinds = {(a["kind"], a["key"]) for a in listed}
     assert {("stars", "registry"), ("users", "registry"), ("likes", "vega")} <= kinds
@@ -176,7 +176,7 @@ async def test_metrics_move_with_requests_likes_and_subscriptions(make_client: M
     client = await make_client(API_RATE_LIMIT_TIMES="2")
     before = await (await client.get("/metrics")).text()
     await make_star(client, "m")
-    statuses = [(await client.post("/stars/m/like")).status for _ in range(3)]
+    statuses = [(await client.post("/stars/m/like", json={})).status for _ in range(3)]
     assert statuses == [200, 200, 429]
     stream = await client.get("/events/stream")
     after = await (await client.get("/metrics")).text()

@@ -32,7 +32,7 @@ async def test_a_huge_limit_stays_global_and_healthy(
     """A tiny GCRA interval once made the script's expiry 0 ms, which Redis refuses."""
     client = await redis_client(make_client, redis_server, API_RATE_LIMIT_TIMES="1000000000")
     assert (await client.post("/stars", json={"x": 0, "y": 0, "message": "m", "id": "s"})).status == 201
-    answers = await asyncio.gather(*(client.post("/stars/s/like") for _ in range(50)))
+    answers = await asyncio.gather(*(client.post("/stars/s/like", json={}) for _ in range(50)))
     assert [a.status for a in answers] == [200] * 50
     readiness = await (await client.get("/health/readiness")).json()
     assert readiness["services"]["redis"] == "healthy"

@@ -71,7 +71,7 @@ async def test_likes_spread_over_three_replicas_are_exact_everywhere(
     await create_star(http, nodes[0].url, "vega")
 
     async def like(base: str) -> int:
-        async with http.post(f"{base}/stars/vega/like") as answer:
+        async with http.post(f"{base}/stars/vega/like", json={}) as answer:
             return answer.status
 
     statuses = await asyncio.gather(*(like(node.url) for node in nodes for _ in range(100)))
@@ -135,7 +135,7 @@ async def test_the_rate_limit_holds_across_replicas(replicas: Replicas, http: ai
     await create_star(http, nodes[0].url, "polaris")
     statuses = []
     for i in range(6):
-        async with http.post(f"{nodes[i % 3].url}/stars/polaris/like") as answer:
+        async with http.post(f"{nodes[i % 3].url}/stars/polaris/like", json={}) as answer:
             statuses.append(answer.status)
             if answer.status == 429:
                 assert int(answer.headers["Retry-After"]) >= 1
@@ -154,7 +154,7 @@ async def test_redis_down_is_degraded_not_broken_and_recovers(
 
         for i in range(5):  # every request still succeeds, on both replicas
             await create_star(http, a.url, f"during{i}")
-            async with http.post(f"{b.url}/stars/during{i}/like") as answer:
+            async with http.post(f"{b.url}/stars/during{i}/like", json={}) as answer:
                 assert answer.status == 200
         ready = await get_json(http, f"{a.url}/health/readiness")
         assert ready["status"] == "ready"
@@ -189,7 +189,7 @@ async def test_popularity_counts_likes_from_every_replica(
     a, b = replicas(2, REDIS_POPULARITY_THRESHOLD="4", API_RATE_LIMIT_TIMES="1000")
     await create_star(http, a.url, "hot")
     for node in (a, b, a, b):
-        async with http.post(f"{node.url}/stars/hot/like") as answer:
+        async with http.post(f"{node.url}/stars/hot/like", json={}) as answer:
             assert answer.status == 200
 
     async def popular_on_both() -> bool:

@@ -74,7 +74,7 @@ async def test_likes_and_deletes_are_streamed(make_client: MakeClient) -> None:
     client = await make_client(API_RATE_LIMIT_TIMES="1000")
     await create(client, "vega")
     sub = await stream(client)
-    await asyncio.gather(*(client.post("/stars/vega/like") for _ in range(50)))
+    await asyncio.gather(*(client.post("/stars/vega/like", json={}) for _ in range(50)))
     await client.delete("/stars/vega")
     events: list[dict[str, Any]] = []
     while not events or events[-1]["type"] != "delete":

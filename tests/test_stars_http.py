@@ -76,7 +76,7 @@ async def test_client_chosen_id_and_duplicate_is_409(client: Client) -> None:
 async def test_unknown_star_is_404(client: Client) -> None:
     for method, path in [("GET", "/stars/nope"), ("DELETE", "/stars/nope"), ("POST", "/stars/nope/like"),
                          ("GET", "/stars/bad%20id"), ("POST", "/stars/a'b/like")]:  # fmt: skip
-        answer = await client.request(method, path)
+        answer = await client.request(method, path, json={} if method == "POST" else None)
         assert answer.status == 404, (method, path)
         assert answer.content_type == "application/problem+json"
 
@@ -100,7 +100,7 @@ BAD_BODIES = [
 @pytest.mark.parametrize(("body", "status"), BAD_BODIES, ids=[str(i) for i in range(len(BAD_BODIES))])
 async def test_bad_input_is_refused_and_nothing_is_written(client: Client, body: object, status: int) -> None:
     if isinstance(body, str):
-        answer = await client.post("/stars", data=body)
+        answer = await client.post("/stars", data=body, headers={"Content-Type": "application/json"})
     else:
         answer = await client.post("/stars", json=body)
     assert answer.status == status
@@ -155,10 +155,10 @@ async def test_delete(client: Client) -> None:
     answer = await client.delete("/stars/gone")
     assert (answer.status, await answer.json()) == (200, {"id": "gone", "status": "deleted"})
     assert (await client.get("/stars/gone")).status == 404
-    assert (await client.post("/stars/gone/like")).status == 404
+    assert (await client.post("/stars/gone/like", json={})).status == 404
     assert await stored_count(client) == 0
     await create(client, id="gone")  # the id is free again, with fresh likes
-    assert (await (await client.post("/stars/gone/like")).json())["likes"] == 1
+    assert (await (await client.post("/stars/gone/like", json={})).json())["likes"] == 1
 
 
 # -- likes ------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ async def test_delete(client: Client) -> None:
 async def test_200_concurrent_likes_are_all_counted(make_client: MakeClient) -> None:
     client = await make_client(**MANY_LIKES)
     await create(client, id="vega")
-    answers = await asyncio.gather(*(client.post("/stars/vega/like") for _ in range(200)))
+    answers = await asyncio.gather(*(client.post("/stars/vega/like", json={}) for _ in range(200)))
     assert [a.status for a in answers] == [200] * 200
     likes = [(await a.json())["likes"] for a in answers]
     assert max(likes) == 200
@@ -208,7 +208,7 @@ async def test_a_star_placed_by_a_user_is_recorded(client: Client) -> None:
 @pytest.mark.parametrize("body", ["[1]", '{"user_id": 5}', '{"user_id": "a b"}'])
 async def test_a_bad_like_body_changes_nothing(client: Client, body: str) -> None:
     await create(client, id="rigel")
-    answer = await client.post("/stars/rigel/like", data=body)
+    answer = await client.post("/stars/rigel/like", data=body, headers={"Content-Type": "application/json"})
     assert answer.status in (400, 422)
     assert (await (await client.get("/stars/rigel")).json())["likes"] == 0
 
@@ -220,7 +220,7 @@ async def test_the_sixth_like_in_a_minute_is_429(client: Client) -> None:
     await create(client, id="polaris")
     statuses = []
     for _ in range(6):
-        answer = await client.post("/stars/polaris/like")
+        answer = await client.post("/stars/polaris/like", json={})
         statuses.append(answer.status)
         assert answer.headers["RateLimit-Limit"] == "5"
     assert statuses == [200] * 5 + [429]
@@ -234,7 +234,7 @@ async def test_forwarded_for_is_ignored_unless_trusted(make_client: MakeClient) 
     untrusted = await make_client()
     await create(untrusted, id="mira")
     statuses = [
-        (await untrusted.post("/stars/mira/like", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status
+        (await untrusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": f"10.0.0.{i}"})).status
         for i in range(6)
     ]
     assert statuses == [200] * 5 + [429]
@@ -242,12 +242,12 @@ async def test_forwarded_for_is_ignored_unless_trusted(make_client: MakeClient) 
     trusted = await make_client(API_TRUST_FORWARDED_FOR="true")
     for _ in range(5):
         assert (
-            await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "203.0.113.9"})
+            await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "203.0.113.9"})
         ).status == 200
     assert (
-        await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+        await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
     ).status == 429
-    other = await trusted.post("/stars/mira/like", headers={"X-Forwarded-For": "198.51.100.7"})
+    other = await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "198.51.100.7"})
     assert other.status == 200  # another client is unaffected
 
 
@@ -262,7 +262,7 @@ async def test_restart_keeps_stars_likes_and_brightness(
     for sid, x in (("a", -0.5), ("b", 0.5)):
         await create(first, id=sid, x=x, brightness=40)
     for _ in range(3):
-        await first.post("/stars/b/like")
+        await first.post("/stars/b/like", json={})
     before = {s["id"]: s for s in await (await first.get("/stars")).json()}
     await first.close()
 
@@ -274,7 +274,7 @@ async def test_restart_keeps_stars_likes_and_brightness(
         assert after[sid]["brightness"] == pytest.approx(before[sid]["brightness"], abs=0.01)
         assert after[sid]["created_at"] == before[sid]["created_at"]
     assert [s["id"] for s in await (await second.get("/stars?bbox=0,-1,1,1")).json()] == ["b"]
-    assert (await (await second.post("/stars/b/like")).json())["likes"] == 4
+    assert (await (await second.post("/stars/b/like", json={})).json())["likes"] == 4
 
 
 async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
@@ -284,11 +284,11 @@ async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
     settings = make_settings(LIKE_WRITE_DEADLINE="0.3", **MANY_LIKES)
     client = await aiohttp_client(create_app(settings, store_factory=factory))
     await create(client, id="antares")
-    assert (await (await client.post("/stars/antares/like")).json())["likes"] == 1
+    assert (await (await client.post("/stars/antares/like", json={})).json())["likes"] == 1
     events_before = len(client.app[HUB].recent)
 
     faulty[0].down.add(("update", STARS))
-    answers = await asyncio.gather(*(client.post("/stars/antares/like") for _ in range(20)))
+    answers = await asyncio.gather(*(client.post("/stars/antares/like", json={}) for _ in range(20)))
     assert [a.status for a in answers] == [503] * 20
     assert all(a.headers["Retry-After"] for a in answers)
     assert all(a.content_type == "application/problem+json" for a in answers)
@@ -298,7 +298,7 @@ async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
     assert len(client.app[HUB].recent) == events_before  # no event for what did not happen
 
     faulty[0].down.clear()
-    assert (await (await client.post("/stars/antares/like")).json())["likes"] == 2
+    assert (await (await client.post("/stars/antares/like", json={})).json())["likes"] == 2
 
 
 async def test_a_like_answered_503_records_no_liked_relation(
@@ -328,8 +328,8 @@ async def test_active_and_popular(make_client: MakeClient) -> None:
     await create(client, id="hot", brightness=30)
     await create(client, id="warm", brightness=50)
     for _ in range(4):
-        await client.post("/stars/hot/like")
-    await client.post("/stars/warm/like")
+        await client.post("/stars/hot/like", json={})
+    await client.post("/stars/warm/like", json={})
     active = await (await client.get("/stars/active")).json()
     assert [s["id"] for s in active] == ["hot", "warm", "dim"]  # brightest first
     popular = await (await client.get("/stars/popular")).json()
@@ -353,12 +353,12 @@ async def test_a_write_whose_answer_was_lost_is_not_counted_twice(
     client = await aiohttp_client(create_app(make_settings(**MANY_LIKES), store_factory=factory))
     await create(client, id="capella")
     stores[0].lost.add(("update", STARS))
-    answer = await client.post("/stars/capella/like")
+    answer = await client.post("/stars/capella/like", json={})
     assert answer.status == 200
     assert stores[0].refused == 1
     assert (await answer.json())["likes"] == 1
     assert (await stores[0].inner.get(STARS, *_key("capella"))).entity["likes"] == 1
-    assert (await (await client.post("/stars/capella/like")).json())["likes"] == 2
+    assert (await (await client.post("/stars/capella/like", json={})).json())["likes"] == 2
 
 
 async def test_two_replicas_liking_one_star_lose_nothing(make_client: MakeClient) -> None:
@@ -367,7 +367,7 @@ async def test_two_replicas_liking_one_star_lose_nothing(make_client: MakeClient
     b = await make_client(**MANY_LIKES)
     await create(a, id="castor")
     answers = await asyncio.gather(
-        *(client.post("/stars/castor/like") for _ in range(60) for client in (a, b))
+        *(client.post("/stars/castor/like", json={}) for _ in range(60) for client in (a, b))
     )
     assert [r.status for r in answers] == [200] * 120
     stored = await a.app[STORE].get(STARS, *_key("castor"))
@@ -380,7 +380,7 @@ async def test_likes_on_many_stars_at_once(make_client: MakeClient) -> None:
     ids = [f"m{i}" for i in range(150)]
     for sid in ids:
         await create(client, id=sid)
-    answers = await asyncio.gather(*(client.post(f"/stars/{sid}/like") for sid in ids))
+    answers = await asyncio.gather(*(client.post(f"/stars/{sid}/like", json={}) for sid in ids))
     assert [a.status for a in answers] == [200] * 150
     assert {(await a.json())["likes"] for a in answers} == {1}
 

@@ -51,7 +51,7 @@ async def test_the_service_starts_over_original_rows_and_counts_them(
     assert any(w.startswith("Users: 5 rows") for w in warnings)
     # Likes, creates and an admin clear leave them alone too.
     created = await (await client.post("/stars", json={"x": 0, "y": 0, "message": "new"})).json()
-    assert (await client.post(f"/stars/{created['id']}/like")).status == 200
+    assert (await client.post(f"/stars/{created['id']}/like", json={})).status == 200
     assert len(await ours(store, "Stars")) == 1
     assert len([1 async for _ in iter_entities(store, "Stars")]) == len(original.stars) + 1
     cleared = await client.delete("/admin/stars", headers={"X-API-Key": ADMIN_KEY})
@@ -191,7 +191,7 @@ async def test_a_running_service_shows_the_import_within_seconds(
             seen += await asyncio.wait_for(stream.content.readany(), 10)
         stream.close()
         star_id = next(iter(original.importable_stars))
-        async with session.post(f"{proc.url}/stars/{star_id}/like") as liked:
+        async with session.post(f"{proc.url}/stars/{star_id}/like", json={}) as liked:
             assert liked.status == 200
             assert (await liked.json())["likes"] == 1
         users = get_json(f"{proc.url}/users")[1]
@@ -228,7 +228,10 @@ async def test_rows_at_our_keys_that_cannot_be_read_are_404_never_500(
     }  # fmt: skip
     assert info["foreign_rows"]["Users"]["newer_layout"] == 1
     for star_id in ("from-the-future", "hand-edited"):
-        for answer in (await client.get(f"/stars/{star_id}"), await client.post(f"/stars/{star_id}/like")):
+        for answer in (
+            await client.get(f"/stars/{star_id}"),
+            await client.post(f"/stars/{star_id}/like", json={}),
+        ):
             assert answer.status == 404, await answer.text()
     assert (await client.get("/users/later-user")).status == 404
     liked_by = await client.post("/stars", json={"x": 0, "y": 0, "message": "m", "user_id": "later-user"})

@@ -17,6 +17,9 @@ end
 
 function request()
   local p = path:gsub("{id}", "s" .. math.random(1, stars))
+  if method == "POST" then  -- writes are JSON, as the API requires (an empty object: a plain like)
+    return wrk.format(method, p, { ["Content-Type"] = "application/json" }, "{}")
+  end
   return wrk.format(method, p)
 end
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import cattrs
 from aiohttp import web
@@ -16,10 +16,20 @@ from ..errors import ValidationFailed
 __all__ = ("field_errors", "load_body", "read_json_object", "structure")
 
 T = TypeVar("T")
+JSON: Final = "application/json"
 
 
 async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object; 400 when it is not one (or absent, unless ``optional``)."""
+    """The body as a JSON object; 400 when it is not one (or absent, unless ``optional``).
+
+    Every write says ``Content-Type: application/json`` (415 otherwise), even a like with
+    no body: a cross-site form or a ``text/plain`` fetch, which a browser sends without
+    asking first (no CORS preflight), can then write nothing.
+    """
+    if request.content_type != JSON:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"send JSON with Content-Type: {JSON} (not {request.content_type})"
+        )
     try:
         raw = await request.read()  # 413 past client_max_size, raised by aiohttp
     except RequestPayloadError:  # e.g. a body that is not what its Content-Encoding says

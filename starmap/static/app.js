@@ -176,7 +176,9 @@ function say(text) {
 
 // -- likes ----------------------------------------------------------------------------------
 async function like(id) {
-  const answer = await fetch(`/stars/${encodeURIComponent(id)}/like`, { method: "POST" });
+  // JSON, always: the API refuses writes of any other type (no cross-site form can like).
+  const answer = await fetch(`/stars/${encodeURIComponent(id)}/like`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
   if (answer.status === 429) {
     const wait = answer.headers.get("Retry-After") || "a few";
     say(`That's a lot of love! You can like again in ${wait} s.`);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -142,7 +143,11 @@ def test_deployments_set_what_they_need_and_their_values_load() -> None:
     assert aca["ENVIRONMENT"]["value"] == "production"
     for secret in ("AZURE_STORAGE_CONNECTION_STRING", "REDIS_PASSWORD", "ADMIN_API_KEY"):
         assert "secretRef" in aca[secret] and "value" not in aca[secret], secret
-    assert aca["API_TRUST_FORWARDED_FOR"]["value"] == "true"
+    trusted = load_settings(
+        {"API_TRUSTED_PROXIES": aca["API_TRUSTED_PROXIES"]["value"]}
+    ).server.trusted_proxies
+    assert ipaddress.ip_address("100.100.0.5") in trusted[3]  # an ingress address is believed
+    assert not any(ipaddress.ip_address("203.0.113.9") in net for net in trusted)  # an internet one is not
     assert {"REDIS_HOST", "REDIS_PORT", "REDIS_SSL"} <= set(aca)
     literal = {k: str(e["value"]) for k, e in aca.items() if "value" in e}
     literal["API_CORS_ORIGINS"] = '["https://map.example"]'  # the placeholder, filled in

@@ -43,7 +43,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         {
             "PORT": " 9000 ",
             "DEBUG": "no",  # DEBUG=true is refused in production
-            "API_TRUST_FORWARDED_FOR": "TRUE",
+            "API_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::1",
             "API_CORS_ORIGINS": '["https://a.example", "https://b.example/"]',
             "STAR_LIKE_BOOST": "12.5",
             "ENVIRONMENT": "Production",
@@ -52,7 +52,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         root=tmp_path,
     )
     assert settings.server.port == 9000
-    assert not settings.server.debug and settings.server.trust_forwarded_for
+    assert not settings.server.debug
+    assert [str(n) for n in settings.server.trusted_proxies] == ["10.0.0.0/8", "2001:db8::1/128"]
     assert settings.server.cors_origins == ("https://a.example", "https://b.example")
     assert settings.stars.like_boost == 12.5
     assert settings.is_production and settings.log_format is LogFormat.JSON
@@ -82,6 +83,14 @@ def test_cors_origins_accept_a_comma_separated_list(tmp_path: Path) -> None:
             "API_CORS_ORIGINS: '*' is refused in production",
         ),
         ({"DEBUG": "maybe"}, "DEBUG='maybe': expected true or false"),
+        (
+            {"API_TRUSTED_PROXIES": "10.0.0.0/8,nonsense"},
+            "API_TRUSTED_PROXIES='10.0.0.0/8,nonsense': 'nonsense' is not",
+        ),
+        (
+            {"API_TRUST_FORWARDED_FOR": "true"},
+            "API_TRUST_FORWARDED_FOR: no longer read; set API_TRUSTED_PROXIES",
+        ),
         ({"ENVIRONMENT": "production", "DEBUG": "true"}, "DEBUG: not allowed in production"),
         ({"STAR_BRIGHTNESS_HALF_LIFE": "nan"}, "STAR_BRIGHTNESS_HALF_LIFE='nan': expected a value"),
         ({"API_RATE_LIMIT_TIMES": "0"}, "API_RATE_LIMIT_TIMES='0': expected a value from 1"),

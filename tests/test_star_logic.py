@@ -149,3 +149,20 @@ def test_a_valid_star_body_with_all_limits() -> None:
     star_in = structure(body, StarIn, converter)
     assert (star_in.x, star_in.y, star_in.brightness, star_in.id) == (-1.0, 1.0, 0.0, "A-z_9")
     assert structure({"x": 0, "y": 0, "message": "line\n\ttab"}, StarIn, converter).brightness == 100.0
+
+
+def test_client_address_reads_forwarded_for_from_the_right() -> None:
+    from ipaddress import ip_network
+
+    from starmap.http.clients import client_address
+
+    proxies = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+    assert client_address("203.0.113.9", ["1.1.1.1"], proxies) == "203.0.113.9"  # untrusted peer
+    assert client_address("10.0.0.2", ["6.6.6.6, 198.51.100.7"], proxies) == "198.51.100.7"
+    assert client_address("10.0.0.2", ["6.6.6.6", "198.51.100.7, 10.0.0.3"], proxies) == "198.51.100.7"
+    assert client_address("10.0.0.2", ["198.51.100.7:5123"], proxies) == "198.51.100.7"  # a port
+    assert client_address("fd00::1", ["[2001:db8::7]:443"], proxies) == "2001:db8::7"
+    assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"  # a proxy that forwarded nothing
+    assert client_address("10.0.0.2", ["10.0.0.9"], proxies) == "10.0.0.9"  # only proxies
+    assert client_address("10.0.0.2", ["not-an-ip"], proxies) == "not-an-ip"
+    assert client_address(None, ["1.1.1.1"], proxies) == "unknown"

@@ -230,25 +230,43 @@ async def test_the_sixth_like_in_a_minute_is_429(client: Client) -> None:
     assert (await (await client.get("/stars/polaris")).json())["likes"] == 5
 
 
-async def test_forwarded_for_is_ignored_unless_trusted(make_client: MakeClient) -> None:
-    untrusted = await make_client()
-    await create(untrusted, id="mira")
+async def likes_as(client: Client, star: str, forwarded_for: str | None) -> list[int]:
+    """Six likes with this X-Forwarded-For: the statuses (the limit is five a minute)."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for is not None else {}
+    return [(await client.post(f"/stars/{star}/like", json={}, headers=headers)).status for _ in range(6)]
+
+
+async def test_forwarded_for_is_ignored_from_a_client_talking_directly(make_client: MakeClient) -> None:
+    direct = await make_client()  # no trusted proxies: the peer (127.0.0.1) is the client
+    await create(direct, id="mira")
     statuses = [
-        (await untrusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": f"10.0.0.{i}"})).status
+        (await direct.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": f"10.0.0.{i}"})).status
         for i in range(6)
     ]
-    assert statuses == [200] * 5 + [429]
+    assert statuses == [200] * 5 + [429]  # a new header per like bought nothing
 
-    trusted = await make_client(API_TRUST_FORWARDED_FOR="true")
-    for _ in range(5):
-        assert (
-            await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "203.0.113.9"})
-        ).status == 200
-    assert (
-        await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
-    ).status == 429
-    other = await trusted.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": "198.51.100.7"})
-    assert other.status == 200  # another client is unaffected
+
+async def test_behind_one_proxy_the_hop_it_added_is_the_client(make_client: MakeClient) -> None:
+    proxied = await make_client(API_TRUSTED_PROXIES="127.0.0.1")  # the test client plays the proxy
+    await create(proxied, id="mira")
+    assert await likes_as(proxied, "mira", "203.0.113.9") == [200] * 5 + [429]
+    # The client wrote its own X-Forwarded-For; an appending proxy added the real address.
+    forged = await proxied.post(
+        "/stars/mira/like", json={}, headers={"X-Forwarded-For": "10.9.9.9, 203.0.113.9"}
+    )
+    assert forged.status == 429
+    assert await likes_as(proxied, "mira", "198.51.100.7") == [200] * 5 + [429]  # another client: its own
+
+
+async def test_behind_two_proxies_the_first_untrusted_hop_from_the_right_is_the_client(
+    make_client: MakeClient,
+) -> None:
+    chain = await make_client(API_TRUSTED_PROXIES="127.0.0.1,10.1.0.0/16")
+    await create(chain, id="mira")
+    # client -> edge proxy (10.1.0.5, appends) -> us: the client is left of the inner proxy.
+    assert await likes_as(chain, "mira", "198.51.100.7, 10.1.0.5") == [200] * 5 + [429]
+    forged = "1.2.3.4, 198.51.100.7, 10.1.0.5"  # the client's own header, then the proxies'
+    assert (await chain.post("/stars/mira/like", json={}, headers={"X-Forwarded-For": forged})).status == 429
 
 
 # -- durability ------------------------------------------------------------------------------

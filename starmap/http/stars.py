@@ -26,6 +26,7 @@ from ..index import StarIndex
 from ..keys import ACTORS, BRIGHTNESS, LIST_CACHE, METRICS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
+from .clients import client_address
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
@@ -196,12 +197,9 @@ async def delete_star(request: web.Request) -> web.Response:
 
 
 def client_identity(request: web.Request) -> str:
-    """The peer address, or the first X-Forwarded-For hop behind a trusted proxy."""
-    if request.config_dict[SETTINGS].server.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-        if forwarded:
-            return forwarded
-    return request.remote or "unknown"
+    """The client behind any trusted proxies (see ``starmap.http.clients``)."""
+    proxies = request.config_dict[SETTINGS].server.trusted_proxies
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), proxies)
 
 
 def _rate_headers(decision: RateDecision) -> dict[str, str]:

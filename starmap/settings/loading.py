@@ -6,6 +6,7 @@ names the variable; secret values never appear in it.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from .tree import (
     Environment,
     LogFormat,
     LogLevel,
+    Networks,
     NonNegativeFloat,
     Origins,
     Port,
@@ -64,6 +66,29 @@ def _number(kind: type[int] | type[float], value: object, lowest: float, highest
     return number
 
 
+def _structure_networks(value: object, _: type) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated (or a JSON list of) addresses and CIDRs: ``10.0.0.0/8,::1``."""
+    text = value if isinstance(value, str) else ",".join(map(str, value))  # type: ignore[call-overload]
+    items = json.loads(text) if text.strip().startswith("[") else text.split(",")
+    networks = []
+    for item in items:
+        if str(item).strip():
+            try:
+                networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{str(item).strip()!r} is not an address or a CIDR like 10.0.0.0/8"
+                ) from None
+    return tuple(networks)
+
+
+# Settings that were renamed: a deployment that still sets one learns it at start-up.
+_REPLACED: Final = {
+    "API_TRUST_FORWARDED_FOR": "API_TRUSTED_PROXIES (the proxies' addresses or CIDRs; "
+    "X-Forwarded-For is now believed from those only, right-most untrusted hop first)",
+}
+
+
 def _structure_origins(value: object, _: type) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         items = list(value)
@@ -103,6 +128,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(PositiveFloat, lambda v, _: _number(float, v, 1e-9, 1e12))
     conv.register_structure_hook(NonNegativeFloat, lambda v, _: _number(float, v, 0, 1e12))
     conv.register_structure_hook(Origins, _structure_origins)
+    conv.register_structure_hook(Networks, _structure_networks)
     conv.register_structure_hook(LogLevel, _structure_level)
     conv.register_structure_hook(Path, lambda v, _: Path(str(v)))
     for cls in (Environment, LogFormat):
@@ -217,6 +243,9 @@ def load_settings(environ: Mapping[str, str], *, root: Path | None = None) -> Se
     ``root`` is where ``ops/env/`` is looked for (default: the working directory).
     """
     merged = {**_env_file(environ, root)[1], **environ}
+    for old, new in _REPLACED.items():
+        if merged.get(old, "").strip():
+            raise SettingsError(f"{old}: no longer read; set {new}")
     raw = _raw(merged)
     try:
         settings = _converter.structure(raw, Settings)

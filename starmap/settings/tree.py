@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, NewType
@@ -18,6 +19,7 @@ __all__ = (
     "Environment",
     "LogFormat",
     "LogSettings",
+    "Networks",
     "NonNegativeFloat",
     "Origins",
     "Port",
@@ -39,6 +41,7 @@ PositiveInt = NewType("PositiveInt", int)
 PositiveFloat = NewType("PositiveFloat", float)
 NonNegativeFloat = NewType("NonNegativeFloat", float)
 Origins = NewType("Origins", tuple[str, ...])
+Networks = NewType("Networks", tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...])
 LogLevel = NewType("LogLevel", str)
 
 
@@ -72,7 +75,8 @@ class ServerSettings:
     version: str | None = env("VERSION", None)
     data_dir: Path = env("DATA_DIR", Path("var"))
     cors_origins: Origins = env("API_CORS_ORIGINS", ())
-    trust_forwarded_for: bool = env("API_TRUST_FORWARDED_FOR", False)
+    # Proxies whose X-Forwarded-For is believed (CIDRs); none: the peer is the client.
+    trusted_proxies: Networks = env("API_TRUSTED_PROXIES", ())
     max_body_bytes: PositiveInt = env("API_MAX_BODY_BYTES", 64 * 1024)
     shutdown_timeout: PositiveFloat = env("SHUTDOWN_TIMEOUT", 3.0)
     admin_api_key: str | None = env("ADMIN_API_KEY", None, secret=True)

@@ -47,16 +47,29 @@ RESERVED_IDS: Final = frozenset({"active", "popular", "batch"})
 # exclude a newline: Python's `$` alone would also match before a final "\n".
 _CONTROLS: Final = "\\u0000-\\u001f\\u007f-\\u009f"
 _SURROGATES: Final = "\\ud800-\\udfff"
-# Any text but control characters (newline and tab allowed) and lone surrogates.
-MESSAGE_PATTERN: Final = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f" + _SURROGATES + "]*$"
-# No control characters, not only white space.
-NAME_PATTERN: Final = (
-    f"^[^{_CONTROLS}{_SURROGATES}]*[^{_CONTROLS}{_SURROGATES}\\s][^{_CONTROLS}{_SURROGATES}]*(?!\\n)$"
+# Characters that show nothing: zero-width and joiners, bidirectional controls, the soft
+# hyphen, the grapheme joiner, Hangul and braille blanks, the BOM. Text made only of these
+# (and white space) looks empty; an address with them looks like another address.
+_INVISIBLE: Final = (
+    "\\u00ad\\u034f\\u115f\\u1160\\u180e\\u200b-\\u200f\\u202a-\\u202e"
+    "\\u2060-\\u2064\\u2066-\\u2069\\u2800\\u3164\\ufeff\\uffa0"
 )
-# One @, a local part of 1 to 64 characters without spaces, a dotted domain of non-empty
-# labels; white space around it is allowed (and trimmed).
+_MESSAGE_CHAR: Final = "[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f" + _SURROGATES + "]"
+# Any text but control characters (newline and tab allowed) and lone surrogates, with at
+# least one character that shows.
+MESSAGE_PATTERN: Final = (
+    f"^{_MESSAGE_CHAR}*[^\\s\\u0000-\\u001f\\u007f-\\u009f{_SURROGATES}{_INVISIBLE}]{_MESSAGE_CHAR}*$"
+)
+# No control characters, at least one character that shows.
+NAME_PATTERN: Final = (
+    f"^[^{_CONTROLS}{_SURROGATES}]*[^{_CONTROLS}{_SURROGATES}{_INVISIBLE}\\s]"
+    f"[^{_CONTROLS}{_SURROGATES}]*(?!\\n)$"
+)
+# One @, a local part of 1 to 64 characters without spaces, controls or invisible
+# characters, a dotted domain of non-empty labels; white space around it is allowed
+# (and trimmed). Accepted addresses are stored in Unicode NFC, so one address is one key.
 EMAIL_PATTERN: Final = (
-    "^\\s*[^@\\s\\u0000-\\u001f\\u007f" + _SURROGATES + "]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+\\s*$"
+    f"^\\s*[^@\\s{_CONTROLS}{_SURROGATES}{_INVISIBLE}]{{1,64}}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+\\s*$"
 )
 # Letters, digits, '_' and '-', not one of the reserved words (ID_CHARS: the characters only).
 ID_CHARS_PATTERN: Final = f"^[A-Za-z0-9_-]{{1,{MAX_ID}}}(?!\\n)$"
@@ -70,15 +83,19 @@ _ALLOWED_CONTROLS: Final = frozenset("\n\t")
 
 
 def json_type(value: object) -> str:
-    """How a JSON reader names the type of ``value``."""
-    names = {bool: "a boolean", str: "a string", list: "an array", dict: "an object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    """How a JSON reader names the type of ``value`` (never a Python type name)."""
+    names = {bool: "a boolean", str: "a string", list: "an array", dict: "an object", type(None): "null",
+             int: "a number", float: "a number"}  # fmt: skip
+    return names.get(type(value), "another kind of value")
 
 
 def check_number(value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"must be a number, not {json_type(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        number = math.inf
     if not math.isfinite(number) or not low <= number <= high:
         raise ValueError(f"must be a number from {low:g} to {high:g}")
     return number
@@ -103,7 +120,9 @@ def check_message(value: object) -> str:
     if not _MESSAGE.search(value):
         if any(unicodedata.category(c) == "Cs" for c in value):
             raise ValueError("must be valid Unicode (no lone surrogates)")
-        raise ValueError("must not contain control characters other than newline and tab")
+        if any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS for c in value):
+            raise ValueError("must not contain control characters other than newline and tab")
+        raise ValueError("must contain at least one visible character")
     return value
 
 
@@ -113,7 +132,9 @@ def check_name(value: object) -> str:
     if not MIN_NAME <= len(value) <= MAX_NAME or not value.strip():
         raise ValueError(f"must be {MIN_NAME} to {MAX_NAME} characters, not only spaces")
     if not _NAME.search(value):
-        raise ValueError("must not contain control characters")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            raise ValueError("must not contain control characters")
+        raise ValueError("must contain at least one visible character")
     return value
 
 
@@ -122,5 +143,5 @@ def check_email(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {json_type(value)}")
     if len(value) > MAX_EMAIL or not _EMAIL.search(value):
-        raise ValueError("must be an e-mail address like name@example.org")
-    return value.strip()
+        raise ValueError("must be an e-mail address like name@example.org (no invisible characters)")
+    return unicodedata.normalize("NFC", value.strip())

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import urllib.parse
 from typing import Any, Final, Literal
 
@@ -55,8 +56,9 @@ class User:
 
 
 def email_key(address: str) -> str:
-    """The claim key of an address: trimmed, lower-case, safe as an Azure RowKey."""
-    return urllib.parse.quote(address.strip().lower(), safe="@.+-_!$&'*=^`{|}~")
+    """The claim key of an address: trimmed, NFC, lower-case, safe as an Azure RowKey."""
+    normal = unicodedata.normalize("NFC", address.strip()).lower()
+    return urllib.parse.quote(normal, safe="@.+-_!$&'*=^`{|}~")
 
 
 def user_to_entity(user: User) -> dict[str, Any]:

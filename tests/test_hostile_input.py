@@ -181,3 +181,94 @@ def test_a_request_cannot_forge_a_log_line(make_process: MakeProcess, log_format
         for line in lines:
             if line.startswith("{"):
                 json.loads(line)
+
+
+async def test_duplicate_keys_and_bodies_not_in_utf8_are_400(target: Client) -> None:
+    headers = {"Content-Type": "application/json"}
+    star = '{"x": 0, "y": 0, "message": "m"}'
+    for data in (
+        b'{"x": 0, "y": 0, "message": "a", "message": "b"}',
+        b'{"name": "Ann", "email": "ann@example.org", "email": "eve@example.org"}',
+        star.encode("utf-16"),
+        star.encode("utf-32"),
+        b"\xef\xbb\xbf" + star.encode(),  # a UTF-8 byte order mark
+        '{"x": 0, "y": 0, "message": "café"}'.encode("latin-1"),
+    ):
+        for path in ("/stars", "/users"):
+            answer = await target.post(path, data=data, headers=headers)
+            assert answer.status == 400, (path, data[:20])
+    assert [s["id"] for s in await (await target.get("/stars")).json()] == ["s"]
+
+
+async def test_one_address_in_two_unicode_forms_is_one_address(target: Client) -> None:
+    composed, decomposed = "zo\u00e9@example.org", "zoe\u0301@example.org"
+    first = await target.post("/users", json={"name": "Zoé", "email": decomposed})
+    assert first.status == 201
+    assert (await first.json())["email"] == composed  # stored in NFC
+    assert (await target.post("/users", json={"name": "Zoe", "email": composed})).status == 409
+
+
+INVISIBLE_IN_ADDRESSES = [
+    "zoe\u200b@example.org", "z\u202eoe@example.org", "zoe\u2060@example.org", "\ufeffzoe@example.org",
+    "zoe\u0085@example.org",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("address", INVISIBLE_IN_ADDRESSES)
+async def test_addresses_with_invisible_or_bidi_characters_are_422(target: Client, address: str) -> None:
+    answer = await target.post("/users", json={"name": "Zoe", "email": address})
+    assert answer.status == 422
+    assert (await answer.json())["errors"][0]["field"] == "email"
+
+
+@pytest.mark.parametrize(
+    "text", ["   ", "\u200b\u200b", "\u202e \u202c", "\u3164\u3164", "\n\t ", "\u2800\u00ad"]
+)
+async def test_messages_and_names_need_a_visible_character(target: Client, text: str) -> None:
+    star = await target.post("/stars", json={"x": 0, "y": 0, "message": text})
+    assert star.status == 422
+    assert (await star.json())["errors"] == [
+        {"field": "message", "message": "must contain at least one visible character"}
+    ]
+    user = await target.post("/users", json={"name": text * 2, "email": "zed@example.org"})  # 2+ characters
+    assert user.status == 422
+    assert (await target.post("/stars", json={"x": 0, "y": 0, "message": text + "ok"})).status == 201
+
+
+PYTHON_WORDS = ("NoneType", "int", "float", "dict", "list", "str", "bool", "unknown error", "Traceback")
+
+
+async def test_error_messages_never_name_python_types(target: Client) -> None:
+    odd: list[Any] = [None, 10**400, 1.5e308 * 10, [], {}, True, "x", -(10**30), [1, {"a": None}]]
+    messages = []
+    for value in odd:
+        for path, body in (
+            ("/stars", {"x": value, "y": value, "message": value, "brightness": value, "user_id": value}),
+            ("/users", {"name": value, "email": value}),
+            ("/stars/s/like", {"user_id": value}),
+        ):
+            answer = await target.post(
+                path, data=json.dumps(body), headers={"Content-Type": "application/json"}
+            )
+            if answer.status in (400, 422):
+                problem = await answer.json()
+                messages += [problem["detail"], *(e["message"] for e in problem.get("errors", []))]
+    assert messages
+    for message in messages:
+        words = set(message.replace(",", " ").replace("(", " ").replace(")", " ").split())
+        assert not words & set(PYTHON_WORDS) and "unknown error" not in message, message
+
+
+async def test_head_is_served_wherever_get_is(target: Client) -> None:
+    document = await (await target.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        if "get" not in operations:
+            continue
+        url = path.replace("{id}", "s").replace("{ids}", "s").replace("{name}", "app.js")
+        url = url.replace("{kind}", "stars").replace("{key}", "registry")
+        head = await target.head(url)
+        get = await target.get(url) if "stream" not in url else None
+        assert head.status == (get.status if get is not None else 200), url
+        assert await head.read() == b"", url
+        if get is not None:
+            get.close()

@@ -88,10 +88,10 @@ async def test_a_valid_body_is_loaded(probe_client: Client) -> None:
     ("body", "detail"),
     [
         (b"{not json", "malformed JSON"),
-        (b"[1, 2]", "must be a JSON object, not list"),
-        (b'"text"', "must be a JSON object, not str"),
+        (b"[1, 2]", "must be a JSON object, not an array"),
+        (b'"text"', "must be a JSON object, not a string"),
         (b"", "needs a JSON object body"),
-        (b"\xff\xfe", "malformed JSON"),
+        (b"\xff\xfe", "the body must be UTF-8"),
     ],
     ids=["malformed", "array", "string", "empty", "not-utf8"],
 )

@@ -24,7 +24,9 @@ VALID: Final[dict[type, dict[str, Any]]] = {
 }
 # Characters at every rule's edges: controls kept and refused, white space of several
 # kinds, lone surrogates, separators and the characters of ids and addresses.
-TRICKY: Final = "aZ09_-.@ \t\n\r\x00\x07\x1f\x7f\x85\x9f\xa0\u2028\u3000\ud800\udfffé✨"
+TRICKY: Final = (
+    "aZ09_-.@ \t\n\r\x00\x07\x1f\x7f\x85\x9f\xa0\xad\u2028\u3000\u200b\u202e\u2066\u3164\ufeff\ud800\udfffé✨"
+)
 EDGES: Final = [
     "", " ", "  ", "ab", "a\n", "ab\n", "a@b.co", " a@b.co ", "a@b.co\n", "a@b", "@b.co", "a@@b.co",
     "x" * 280, "x" * 281, "y" * 64, "y" * 65, "active", "popular", "batch", "ok\t", "a\u2028b",

@@ -92,6 +92,10 @@ def test_cors_origins_accept_a_comma_separated_list(tmp_path: Path) -> None:
             "API_TRUST_FORWARDED_FOR: no longer read; set API_TRUSTED_PROXIES",
         ),
         ({"ENVIRONMENT": "production", "DEBUG": "true"}, "DEBUG: not allowed in production"),
+        (
+            {"ENVIRONMENT": "production", "ADMIN_API_KEY": "short"},
+            "ADMIN_API_KEY: at least 32 characters in production",
+        ),
         ({"STAR_BRIGHTNESS_HALF_LIFE": "nan"}, "STAR_BRIGHTNESS_HALF_LIFE='nan': expected a value"),
         ({"API_RATE_LIMIT_TIMES": "0"}, "API_RATE_LIMIT_TIMES='0': expected a value from 1"),
         ({"API_CORS_ORIGINS": "[1, 2]"}, "API_CORS_ORIGINS='[1, 2]': expected a JSON list of strings"),

@@ -12,6 +12,7 @@ from cattrs.errors import AttributeValidationNote, ClassValidationError, Iterabl
 from cattrs.v import format_exception
 
 from ..errors import ValidationFailed
+from ..rules import json_type
 
 __all__ = ("field_errors", "load_body", "read_json_object", "structure")
 
@@ -39,13 +40,29 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
             return {}
         raise web.HTTPBadRequest(text="the request needs a JSON object body")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = raw.decode("utf-8")  # strictly: UTF-16 or UTF-32 (json.loads would guess them) is refused
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="the body must be UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise web.HTTPBadRequest(text="the body must not start with a byte order mark")
+    try:
+        body = json.loads(text, object_pairs_hook=_unique_keys)
+    except ValueError as exc:
         raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
     except RecursionError:
         raise web.HTTPBadRequest(text="malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=f"the body must be a JSON object, not {type(body).__name__}")
+        raise web.HTTPBadRequest(text=f"the body must be a JSON object, not {json_type(body)}")
+    return body
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each given once: a second one would silently win."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {twice!r} is given more than once")
     return body
 
 

@@ -77,6 +77,8 @@ def setup_routes(app: web.Application) -> None:
             ("POST", "/debug/add-test-star", debug.add_test_star),
             ("GET", "/debug/cache-stats", debug.cache_stats),
         ]
+    # HEAD wherever GET is: aiohttp answers it with the GET's headers and no body.
+    routes += [("HEAD", path, handler) for method, path, handler in list(routes) if method == "GET"]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     for method, path, handler in routes:

@@ -41,6 +41,8 @@ def _retry(ms: int) -> bytes:
 
 async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamResponse:
     settings = request.config_dict[SETTINGS].sse
+    if request.method == "HEAD":  # what a GET would start with, and no stream
+        return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     streams = request.config_dict[STREAMS]
     if len(streams) >= settings.max_streams:
         # 200, not 503: an EventSource gives up for good on any other status.

@@ -38,6 +38,7 @@ from .tree import (
 __all__ = ("describe_settings", "env_names", "load_settings")
 
 ENV_FILE_TEMPLATE: Final = "ops/env/.env.{environment}"
+MIN_ADMIN_KEY: Final = 32  # characters of ADMIN_API_KEY in production at least
 
 _ENV_BY_PATH: Final = {path: field.metadata["env"] for path, field in env_fields(Settings)}
 _SECRET_PATHS: Final = {path for path, field in env_fields(Settings) if field.metadata["secret"]}
@@ -182,6 +183,11 @@ def _get_path_dict(raw: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def _check(settings: Settings) -> None:
     """Rules that span several variables."""
+    key = settings.server.admin_api_key
+    if settings.is_production and key is not None and len(key) < MIN_ADMIN_KEY:
+        raise SettingsError(
+            f"ADMIN_API_KEY: at least {MIN_ADMIN_KEY} characters in production (openssl rand -hex 24)"
+        )
     if settings.is_production and settings.server.debug:
         raise SettingsError("DEBUG: not allowed in production (it shows internals in error answers)")
     if settings.is_production and "*" in settings.server.cors_origins:

@@ -32,11 +32,15 @@ from .stars import Brightness
 from .storage import TABLES, TableStore, describe_store, open_store
 from .storage.instrumented import InstrumentedStore
 
-__all__ = ("MIRROR", "REDIS", "RELAY", "SCHEDULER", "STORE", "create_app")
+__all__ = ("MIRROR", "REDIS", "RELAY", "SCHEDULER", "SERVER_ARGS", "STORE", "create_app")
 
 log = logging.getLogger(__name__)
 
 STORAGE_STARTUP_DEADLINE: Final = 30.0
+# For aiohttp's request handler: after answering a request whose body never came whole
+# (a 408), read what is left for at most this long so the client sees the answer, then
+# close (aiohttp's default lingers 10 s). `starmap serve` and the tests' server use it.
+SERVER_ARGS: Final[dict[str, Any]] = {"lingering_time": 2.0}
 STORAGE_STARTUP: Final = Backoff(base=0.25, cap=5.0)
 StoreFactory = Callable[[Settings], TableStore]
 # The resources only this module wires; views reach them through the actors facade.

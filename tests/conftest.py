@@ -12,9 +12,9 @@ from typing import TypeVar
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from starmap.app import create_app
+from starmap.app import SERVER_ARGS, create_app
 from starmap.settings import Settings, load_settings
 from starmap.storage import TABLES, TableStore, open_store
 
@@ -99,7 +99,10 @@ def make_client(aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, 
     """The real app on a real port, built by ``create_app`` from settings overrides."""
 
     async def make(**overrides: str) -> TestClient[web.Request, web.Application]:
-        return await aiohttp_client(create_app(make_settings(**overrides)))
+        # Started here: pytest-aiohttp's server_kwargs reach the constructor, not the handler.
+        server = TestServer(create_app(make_settings(**overrides)))
+        await server.start_server(**SERVER_ARGS)
+        return await aiohttp_client(server)
 
     return make
 

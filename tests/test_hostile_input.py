@@ -272,3 +272,48 @@ async def test_head_is_served_wherever_get_is(target: Client) -> None:
         assert await head.read() == b"", url
         if get is not None:
             get.close()
+
+
+async def test_slow_bodies_are_408_and_their_connections_closed(make_client: MakeClient) -> None:
+    client = await make_client(API_BODY_TIMEOUT="0.5")
+    head = (
+        b"POST /stars HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+
+    async def trickle() -> tuple[float, bytes]:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(head)
+        await writer.drain()
+        started = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(), 10)  # read() returns once the server closes
+        writer.close()
+        return time.monotonic() - started, answer
+
+    results = await asyncio.gather(*(trickle() for _ in range(200)))
+    for seconds, answer in results:
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:60]
+        assert b"application/problem+json" in answer and b"did not arrive within 0.5 s" in answer
+        assert seconds < 5  # closed by the server, not held for as long as the client likes
+    assert (await client.get("/health/liveness")).status == 200
+    assert [s for s in await (await client.get("/stars")).json()] == []
+
+
+@pytest.mark.slow
+def test_a_real_server_takes_a_hang_up_mid_body_calmly(make_process: MakeProcess) -> None:
+    """The production server (no handler cancellation) sees a lost connection, not a bug."""
+    proc = make_process(LOG_LEVEL="DEBUG")
+    import socket
+
+    with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+        sock.sendall(b"POST /stars HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"x\":")  # fmt: skip
+        time.sleep(0.3)
+    time.sleep(0.8)
+    with urllib.request.urlopen(f"{proc.url}/metrics", timeout=5) as answer:  # noqa: S310 - loopback only
+        metrics = answer.read().decode()
+    posts = [line for line in metrics.splitlines() if line.startswith("starmap_http_requests_total")
+             and 'route="/stars"' in line]  # fmt: skip
+    assert posts == ['starmap_http_requests_total{method="POST",route="/stars",status="499"} 1.0'], posts
+    log = proc.log()
+    assert " ERROR " not in log and "Traceback" not in log
+    assert "the client went away" in log

@@ -26,7 +26,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM or SIGINT."""
     from aiohttp import web
 
-    from ..app import create_app
+    from ..app import SERVER_ARGS, create_app
     from ..logs import AccessLogger
     from ..storage import describe_store
 
@@ -54,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
             shutdown_timeout=server.shutdown_timeout,
             access_log_class=AccessLogger,
             backlog=1024,  # thousands of event streams may (re)connect at once
+            handler_args=SERVER_ARGS,
             loop=loop,
             print=ready,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Final, TypeVar
 
@@ -12,6 +13,7 @@ from cattrs.errors import AttributeValidationNote, ClassValidationError, Iterabl
 from cattrs.v import format_exception
 
 from ..errors import ValidationFailed
+from ..keys import SETTINGS
 from ..rules import json_type
 
 __all__ = ("field_errors", "load_body", "read_json_object", "structure")
@@ -31,8 +33,12 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
         raise web.HTTPUnsupportedMediaType(
             text=f"send JSON with Content-Type: {JSON} (not {request.content_type})"
         )
+    within = request.config_dict[SETTINGS].server.body_timeout
     try:
-        raw = await request.read()  # 413 past client_max_size, raised by aiohttp
+        async with asyncio.timeout(within):  # a body that trickles in holds a connection no longer
+            raw = await request.read()  # 413 past client_max_size, raised by aiohttp
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"the body did not arrive within {within:g} s") from None
     except RequestPayloadError:  # e.g. a body that is not what its Content-Encoding says
         raise web.HTTPBadRequest(text="the body could not be read as its headers describe it") from None
     if not raw.strip():

@@ -51,6 +51,9 @@ def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middl
         try:
             try:
                 response = await handler(request)
+            except ConnectionResetError:  # the client hung up (mid-body, say): nobody to answer
+                log.debug("%s %r: the client went away before its answer", request.method, request.path)
+                response = web.Response(status=CLIENT_CLOSED)
             except Exception as exc:
                 response = answer_error(request, exc, verbose=verbose_errors)
             status = response.status

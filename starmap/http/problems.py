@@ -72,7 +72,10 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
         detail = f"{exc.method} is not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}"
     elif isinstance(exc, web.HTTPNotFound) and detail == exc.reason:
         detail = "no such resource"
-    return problem(exc.status, detail or exc.reason, headers=headers)
+    answer = problem(exc.status, detail or exc.reason, headers=headers)
+    if exc.status == 408:  # the rest of that body may never come: the connection cannot be reused
+        answer.force_close()
+    return answer
 
 
 def _from_domain_error(exc: StarmapError) -> web.Response:

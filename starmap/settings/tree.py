@@ -78,6 +78,8 @@ class ServerSettings:
     # Proxies whose X-Forwarded-For is believed (CIDRs); none: the peer is the client.
     trusted_proxies: Networks = env("API_TRUSTED_PROXIES", ())
     max_body_bytes: PositiveInt = env("API_MAX_BODY_BYTES", 64 * 1024)
+    # A request body that has not arrived whole by then is answered 408 and its connection closed.
+    body_timeout: PositiveFloat = env("API_BODY_TIMEOUT", 10.0)
     shutdown_timeout: PositiveFloat = env("SHUTDOWN_TIMEOUT", 3.0)
     admin_api_key: str | None = env("ADMIN_API_KEY", None, secret=True)
 

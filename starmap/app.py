@@ -142,6 +142,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     watcher = ReloadWatcher(app[STORE], interval=settings.storage.reload_poll, on_reload=reload)
     await watcher.start()
     await scheduler.spawn(watcher.run(), name="reload watcher")
+    await scheduler.spawn(app[STREAMS].sweep(), name="stream sweeper")
     if link is not None and mirror is not None:
         relay = app[RELAY] = RedisRelay(
             link,

@@ -83,7 +83,7 @@ async def test_a_stream_over_its_queue_is_dropped_and_the_rest_are_not() -> None
     h = hub()
     streams = Streams(h, queue_limit=3, flush_interval=0.03)
     response = cast(EventSourceResponse, cast(Any, object()))  # never reached while queued
-    slow, fast = streams.open(["stars"], None, response), streams.open(["stars"], None, response)
+    slow, fast = streams.open(["stars"], None, response, "a"), streams.open(["stars"], None, response, "b")
     for n in range(3):
         h.publish("stars", "update", {"n": n})
     assert await fast.next() is not None  # the fast one reads

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
+import struct
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -223,6 +226,63 @@ async def test_over_the_stream_cap_a_retry_hint_and_a_close(make_client: MakeCli
     assert await refused.ended(timeout=5)
     assert refused.retry is not None and refused.retry > 0
     for sub in open_:
+        sub.response.close()
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with an RST, as a crashed client or a dropped mobile link does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def subscribers(url: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as answer:  # noqa: S310 - loopback only
+        text = answer.read().decode()
+    return float(re.search(r'starmap_sse_subscribers\{topic="stars"\} (\S+)', text)[1])  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_streams_whose_clients_reset_free_their_slots_within_seconds(make_process: MakeProcess) -> None:
+    """On the real server (handlers are not cancelled) a reset used to hold its slot until a ping."""
+    proc = make_process()  # the ping stays at 15 s: it is not what frees them
+    socks = []
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", proc.port))
+        sock.sendall(b"GET /events/stars/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(sock)
+    deadline = time.monotonic() + 5
+    while subscribers(proc.url) < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for sock in socks:
+        reset(sock)
+    started = time.monotonic()
+    while (held := subscribers(proc.url)) > 0:
+        assert time.monotonic() - started < 3, f"{held} slots still held"
+        time.sleep(0.1)
+
+
+async def stays_open(sub: SseStream, seconds: float = 0.3) -> bool:
+    try:
+        await sub.ended(timeout=seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_one_client_cannot_take_every_stream(make_client: MakeClient) -> None:
+    client = await make_client(SSE_MAX_STREAMS_PER_CLIENT="3", API_TRUSTED_PROXIES="127.0.0.1")
+    mine = [await stream(client, headers={"X-Forwarded-For": "203.0.113.9"}) for _ in range(3)]
+    refused = await stream(client, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert refused.response.status == 200 and await refused.ended(timeout=5)
+    assert refused.retry is not None and refused.retry > 0
+    other = await stream(client, headers={"X-Forwarded-For": "198.51.100.7"})  # another client: served
+    assert await stays_open(other)
+    mine[0].response.close()
+    await asyncio.sleep(1.5)  # its slot is freed (the sweep)
+    again = await stream(client, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert await stays_open(again)
+    for sub in (*mine[1:], other, again):
         sub.response.close()
 
 

@@ -20,6 +20,7 @@ from ..keys import SETTINGS, STREAMS
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .schemas import check_topics
+from .stars import client_identity
 from .streams import Stream, Streams
 
 STREAM: Final = {200: ("An event stream", "Event", "text/event-stream")}
@@ -44,14 +45,15 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
     if request.method == "HEAD":  # what a GET would start with, and no stream
         return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     streams = request.config_dict[STREAMS]
-    if len(streams) >= settings.max_streams:
+    client = client_identity(request)
+    if len(streams) >= settings.max_streams or streams.held_by(client) >= settings.max_streams_per_client:
         # 200, not 503: an EventSource gives up for good on any other status.
         busy = web.Response(body=_retry(settings.retry_ms * 5), content_type="text/event-stream")
         busy.headers["Cache-Control"] = "no-cache"
         return busy
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
-    stream = streams.open(topics, last_id, response)
+    stream = streams.open(topics, last_id, response, client)
     try:
         await response.prepare(request)
         stream.transport = request.transport

@@ -15,17 +15,20 @@ reconnects and resumes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiohttp_sse import EventSourceResponse
 
 from ..events import Hub
 
-__all__ = ("Stream", "Streams", "chunk")
+__all__ = ("SWEEP_EVERY", "Stream", "Streams", "chunk")
 
 log = logging.getLogger(__name__)
+
+SWEEP_EVERY: Final = 1.0  # seconds between looks for streams whose client went away
 
 
 def chunk(payload: bytes) -> bytes:
@@ -44,13 +47,15 @@ class Stream:
     """One open event stream: a queue until it has caught up, then a member of its group."""
 
     __slots__ = (
-        "_queue", "closed", "group", "limit", "owner", "replay", "response", "skip", "topics", "transport"
+        "_queue", "client", "closed", "group", "limit", "owner", "replay", "response", "skip", "topics",
+        "transport",
     )  # fmt: skip
 
     def __init__(
-        self, owner: Streams, topics: frozenset[str], limit: int, response: EventSourceResponse
+        self, owner: Streams, topics: frozenset[str], limit: int, response: EventSourceResponse, client: str
     ) -> None:
         self.owner = owner
+        self.client = client
         self.topics = topics
         self.limit = limit
         self.response = response
@@ -165,6 +170,7 @@ class Streams:
         # 200k syscalls a second. A first event after a quiet spell goes out at once.
         self.flush_interval = flush_interval
         self._open: set[Stream] = set()
+        self._per_client: collections.Counter[str] = collections.Counter()
         self._groups: dict[frozenset[str], Group] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
@@ -176,12 +182,40 @@ class Streams:
     def subscribers(self, topic: str) -> int:
         return sum(topic in s.topics for s in self._open)
 
-    def open(self, topics: Iterable[str], last_event_id: str | None, response: EventSourceResponse) -> Stream:
+    def held_by(self, client: str) -> int:
+        """Streams this client has open."""
+        return self._per_client[client]
+
+    def open(
+        self, topics: Iterable[str], last_event_id: str | None, response: EventSourceResponse, client: str
+    ) -> Stream:
         """A stream subscribed to the hub, its replay (what it missed) ready to write."""
-        stream = Stream(self, frozenset(topics), self.queue_limit, response)
+        stream = Stream(self, frozenset(topics), self.queue_limit, response, client)
         stream.replay = self.hub.subscribe(stream.topics, last_event_id, stream)
         self._open.add(stream)
+        self._per_client[client] += 1
         return stream
+
+    def _release(self, stream: Stream) -> None:
+        """Free the stream's slot (once), in the count and in its client's."""
+        if stream in self._open:
+            self._open.discard(stream)
+            self._per_client[stream.client] -= 1
+            if not self._per_client[stream.client]:
+                del self._per_client[stream.client]
+
+    async def sweep(self, every: float = SWEEP_EVERY) -> None:
+        """Free the slots of streams whose client went away, within a second or so.
+
+        A queued stream's handler waits on its queue and a caught-up one on aiohttp-sse's
+        ping: neither notices a reset connection before something is written. The
+        transport knows at once; one look per second at every stream costs little.
+        """
+        while True:
+            await asyncio.sleep(every)
+            for stream in list(self._open):
+                if stream.transport is not None and stream.transport.is_closing():
+                    self.finish(stream)
 
     def join_group(self, stream: Stream) -> bool:
         """Hand a caught-up stream's writes to its group (no await between check and switch)."""
@@ -201,7 +235,7 @@ class Streams:
     def finish(self, stream: Stream) -> None:
         """The stream's handler is done: it leaves the hub, its group, and this replica's count."""
         stream.close()
-        self._open.discard(stream)
+        self._release(stream)
         if stream.group is not None:
             stream.group.members.discard(stream)
         else:
@@ -209,7 +243,7 @@ class Streams:
 
     def dropped_one(self, stream: Stream) -> None:
         self.dropped += 1
-        self._open.discard(stream)  # its slot is free now, not when its handler notices
+        self._release(stream)  # its slot is free now, not when its handler notices
         if stream.group is not None:
             stream.group.members.discard(stream)
         log.info("dropped an SSE subscriber that fell behind (%d events or KiB)", stream.limit)

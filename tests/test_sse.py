@@ -218,13 +218,13 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(
 
 
 async def test_over_the_stream_cap_a_retry_hint_and_a_close(make_client: MakeClient) -> None:
-    client = await make_client(SSE_MAX_STREAMS="2")
+    client = await make_client(SSE_MAX_STREAMS="2", SSE_RETRY_MS="1000")
     open_ = [await stream(client) for _ in range(2)]
     await asyncio.sleep(0.05)
     refused = await stream(client)
     assert refused.response.status == 200
     assert await refused.ended(timeout=5)
-    assert refused.retry is not None and refused.retry > 0
+    assert refused.retry == 5000  # five times SSE_RETRY_MS: a full server is not asked again at once
     for sub in open_:
         sub.response.close()
 
@@ -295,7 +295,7 @@ async def test_cors_lets_an_allowed_page_subscribe(make_client: MakeClient) -> N
 
 @pytest.mark.slow
 async def test_sigterm_with_100_open_streams_exits_within_5_seconds(make_process: MakeProcess) -> None:
-    proc = make_process()
+    proc = make_process(SSE_MAX_STREAMS_PER_CLIENT="200")  # all 100 from this one address
     # No pool limit: 100 streams plus the request that makes an event.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         streams = [await open_stream(session, f"{proc.url}/events/stream") for _ in range(100)]
@@ -309,6 +309,9 @@ async def test_sigterm_with_100_open_streams_exits_within_5_seconds(make_process
         proc.proc.send_signal(signal.SIGTERM)
         ended = await asyncio.gather(*(s.ended(timeout=5) for s in streams))
         assert all(ended)
-        assert all(s.retry is not None and s.retry >= 3000 for s in streams)  # the jittered goodbye
+        retries = [s.retry for s in streams]
+        # The jittered goodbye: 1-3 x SSE_RETRY_MS (3,000), spread so reconnects do not arrive at once.
+        assert all(r is not None and 3000 <= r <= 9000 for r in retries), retries
+        assert len(set(retries)) > 50, "not spread out"
         assert await asyncio.to_thread(proc.proc.wait, 5) == 0
         assert time.monotonic() - started < 5

@@ -322,8 +322,9 @@ def _run(coroutine: Any) -> Any:
 
 def scenario_sse(mode: Mode, seconds: int, counts: list[int], latency_subscribers: int) -> dict[str, Any]:
     server = mode.start(
-        "sse", SSE_PING_INTERVAL="60", SSE_FLUSH_MS=os.environ.get("BENCH_SSE_FLUSH_MS", "30")
-    )
+        "sse", SSE_PING_INTERVAL="60", SSE_FLUSH_MS=os.environ.get("BENCH_SSE_FLUSH_MS", "30"),
+        SSE_MAX_STREAMS_PER_CLIENT="100000",  # every stream comes from the one load generator
+    )  # fmt: skip
     try:
         pid = server.proc.pid  # type: ignore[union-attr]
         memory = _run(_sse_memory(server.url, pid, counts))

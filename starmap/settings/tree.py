@@ -144,7 +144,7 @@ class SseSettings:
     # Over this many open streams a new one gets a `retry:` hint and is closed.
     max_streams: PositiveInt = env("SSE_MAX_STREAMS", 20_000)
     # One client (an address, behind the trusted proxies) may hold this many at most.
-    max_streams_per_client: PositiveInt = env("SSE_MAX_STREAMS_PER_CLIENT", 50)
+    max_streams_per_client: PositiveInt = env("SSE_MAX_STREAMS_PER_CLIENT", 100)
     # A write to a stream that takes longer than this aborts the connection.
     send_timeout: PositiveFloat = env("SSE_SEND_TIMEOUT", 30.0)
     # Events published within this many ms reach each stream in one write.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,8 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from starmap.app import STORE, create_app
 from starmap.keys import HUB
+from starmap.stars import bucket
 from starmap.storage import TableStore, iter_entities
-from starmap.users import EMAILS, USER_STARS, USERS, email_key
+from starmap.users import EMAILS, USER_STARS, USERS, claim_entity, email_key
 
 from .conftest import MakeSettings
 from .faults import faulty_factory
@@ -240,4 +243,49 @@ async def test_a_fault_at_any_step_is_compensated(
         assert (await create_user(client, "Old Address", "ada@example.org"))["email"] == "ada@example.org"
     else:
         assert (await client.delete(f"/users/{ada['id']}")).status == 200
+    await assert_consistent(store.inner)
+
+
+async def test_a_stale_claim_is_taken_over_and_a_live_one_is_not(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim a crash left behind (its user never written) stops holding its address after 30 s."""
+    store: TableStore = client.app[STORE]
+    now = time.time()
+    for address, age in (("stale@example.org", 60.0), ("fresh@example.org", 1.0)):
+        key = email_key(address)
+        await store.insert(EMAILS, claim_entity(key, "never-written", now - age))
+    with caplog.at_level(logging.WARNING):
+        taken = await client.post("/users", json={"name": "Sam", "email": "stale@example.org"})
+    assert taken.status == 201
+    user = await taken.json()
+    claim = await store.get(EMAILS, bucket(email_key("stale@example.org")), email_key("stale@example.org"))
+    assert claim.entity["user_id"] == user["id"]
+    assert any(
+        "took over a stale e-mail claim left by user never-written" in r.getMessage() for r in caplog.records
+    )
+    held = await client.post("/users", json={"name": "Kim", "email": "fresh@example.org"})
+    assert held.status == 409  # seconds old: a change may be under way elsewhere
+
+
+async def test_a_compensation_that_fails_too_leaves_only_a_claim_the_next_create_takes_over(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_settings: MakeSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stores, factory = faulty_factory()
+    client = await aiohttp_client(create_app(make_settings(), store_factory=factory))
+    store = stores[0]
+    store.once.update({("insert", USERS), ("delete", EMAILS)})  # the user write fails, then its undo
+    with caplog.at_level(logging.ERROR):
+        answer = await client.post("/users", json={"name": "Lea", "email": "lea@example.org"})
+    assert answer.status == 503 and answer.headers["Retry-After"]
+    assert any("could not undo the claim of a user never made" in r.getMessage() for r in caplog.records)
+    assert await (await client.get("/users")).json() == []
+    key = email_key("lea@example.org")
+    orphan = await store.inner.get(EMAILS, bucket(key), key)  # the net: a claim without its user
+    assert (await client.post("/users", json={"name": "Lea", "email": "lea@example.org"})).status == 409
+    aged = {**orphan.entity, "claimed_at": time.time() - 60}  # ... until it is stale
+    await store.inner.update(EMAILS, aged, orphan.etag)
+    assert (await client.post("/users", json={"name": "Lea", "email": "lea@example.org"})).status == 201
     await assert_consistent(store.inner)

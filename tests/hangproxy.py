@@ -1,0 +1,86 @@
+"""A TCP proxy for the test rig that can be told to hang: accept, and never answer.
+
+A dependency that refuses connections is easy to see; one that accepts and then says
+nothing (a stuck load balancer, a frozen VM) is what timeouts exist for. The proxy
+forwards bytes both ways to a real server on 127.0.0.1; while ``hang`` is set it keeps
+accepting and reading but forwards nothing and answers nothing. Healing resumes
+forwarding on the connections opened from then on (the stalled ones stay stalled, as
+they would in life; clients time them out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+from .rig import free_port
+
+
+class HangProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.hang = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hang-proxy", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(5)
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then the proxy's loop."""
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in self._writers:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        if self.hang:  # accepted, and then nothing: read and drop until the client gives up
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(65536):
+                    pass
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers.add(up_writer)
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                while self.hang:  # noqa: ASYNC110 - stall mid-connection, as a frozen peer does
+                    await asyncio.sleep(0.05)
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.close()

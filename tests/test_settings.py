@@ -155,3 +155,18 @@ def test_secrets_are_redacted_from_log_records(tmp_path: Path) -> None:
     for secret in (conn, "admin-key-1", "pw-123", "c2VjcmV0a2V5"):
         assert secret not in text
     assert text.count("***") == 4
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The README's configuration table is the operators' reference: nothing read is missing."""
+    import re
+
+    from starmap.settings import env_names
+
+    from .rig import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[
+        readme.index("| variable | default | meaning |") : readme.index("Secret values never appear")
+    ]
+    assert env_names() <= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))

@@ -41,7 +41,7 @@ BBOX: Final = Param(
     "bbox", "query", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"}, "x1,y1,x2,y2: a viewport"
 )
 UNAVAILABLE: Final = {503: P}
-BODY_ERRORS: Final = {400: P, 413: P, 415: P, 422: P}
+BODY_ERRORS: Final = {400: P, 408: P, 413: P, 415: P, 422: P}
 
 __all__ = (
     "active_stars",

@@ -18,6 +18,7 @@ from .backoff import Backoff
 from .control import ReloadWatcher
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
+from .http.malformed import install as install_malformed_request_answers
 from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
 from .http.streams import Streams
@@ -204,6 +205,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
 
     ``store_factory`` lets tests wrap the real store (to inject faults).
     """
+    install_malformed_request_answers()  # what aiohttp cannot parse: problem+json too
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,

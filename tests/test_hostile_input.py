@@ -317,3 +317,54 @@ def test_a_real_server_takes_a_hang_up_mid_body_calmly(make_process: MakeProcess
     log = proc.log()
     assert " ERROR " not in log and "Traceback" not in log
     assert "the client went away" in log
+
+
+MALFORMED = [
+    b"GET\x00 / HTTP/1.1\r\nHost: x\r\n\r\n",  # a NUL in the request line
+    b"FOO! / HTTP/1.1\r\nHost: x\r\n\r\n",  # a method HTTP does not allow
+    b"POST /stars HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",  # a header line too long
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n",  # a control byte in a header value
+    "GET /stars?limit=\u0663 HTTP/1.1\r\nHost: x\r\n\r\n".encode(),  # raw non-ASCII in the target
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS spoken to a plain port
+]
+
+
+async def read_all(host: str, port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
+def assert_clean_refusal(answer: bytes, request: bytes) -> None:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400", answer[:200]
+    assert b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["detail"]
+    for piece in (b"\x00", b"FOO!", b"aaaaaaaaaa", b"\x01", "\u0663".encode(), b"Content-Length: 3"):
+        if piece in request:
+            assert piece not in body, piece  # nothing of the input comes back
+
+
+async def test_requests_aiohttp_cannot_parse_are_problems_that_echo_nothing(
+    target: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        for request in MALFORMED:
+            assert target.port is not None
+            assert_clean_refusal(await read_all(target.host, target.port, request), request)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records[:3]
+
+
+@pytest.mark.slow
+async def test_a_real_server_refuses_malformed_requests_quietly(make_process: MakeProcess) -> None:
+    proc = make_process(LOG_LEVEL="INFO")
+    for request in MALFORMED:
+        assert_clean_refusal(await read_all("127.0.0.1", proc.port, request), request)
+    await asyncio.sleep(0.5)
+    log = proc.log()
+    assert " ERROR " not in log and "Traceback" not in log

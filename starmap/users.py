@@ -16,10 +16,9 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from .errors import NotFound
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .stars import bucket
-from .storage import EMAILS, USER_STARS, USERS, TableStore
+from .storage import EMAILS, USER_STARS, USERS
 
 __all__ = (
     "EMAILS",
@@ -31,7 +30,6 @@ __all__ = (
     "email_key",
     "is_relation",
     "relation_entity",
-    "require_user",
     "stored_user",
     "user_census",
     "user_from_entity",
@@ -126,13 +124,3 @@ def stored_user(entity: dict[str, Any]) -> User | None:
     """A row read at a user's key, as a user; None unless this service wrote it and can read it."""
     partition = bucket(str(entity.get("RowKey", "")))
     return read_row(entity, partition=partition, required=USER_FIELDS, parse=user_from_entity)
-
-
-async def require_user(store: TableStore, user_id: str) -> None:
-    """A point read: ``NotFound`` naming the user when there is none."""
-    try:
-        stored = await store.get(USERS, bucket(user_id), user_id)
-    except NotFound:
-        stored = None
-    if stored is None or stored_user(stored.entity) is None:
-        raise NotFound(f"no user {user_id!r}")

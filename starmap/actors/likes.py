@@ -24,7 +24,7 @@ from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
 from ..storage import TableStore
 from .messages import CheckUser, Like, Liked, Relate, StarChanged
-from .runtime import Actor, ActorRef
+from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
 
 __all__ = ("LikeCounter",)
@@ -127,16 +127,14 @@ class LikeCounter(Actor):
         recorded is logged, never turned into an error for the like.
         """
         likers = [u for u in dict.fromkeys(user_ids) if u is not None]
-        outcomes = await asyncio.gather(
-            *(self.users.ask(Relate(u, "liked", self.key, at)) for u in likers), return_exceptions=True
-        )
+        if not likers:  # most likes name no user: nothing to record, nothing to wait for
+            return
+        outcomes = await each_outcome(*(self.users.ask(Relate(u, "liked", self.key, at)) for u in likers))
         for user_id, outcome in zip(likers, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.warning(
                     "star %s: liked by %s, but the relation was not recorded: %s", self.key, user_id, outcome
                 )
-            elif isinstance(outcome, BaseException):
-                raise outcome
 
     async def _commit(self, count: int) -> Star:
         """One durable write for ``count`` likes; the new state. Nothing changes on failure."""

@@ -43,7 +43,7 @@ from .messages import (
     StarChanged,
     StarRemoved,
 )
-from .runtime import Actor, ActorRef
+from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
 
 __all__ = ("StarRegistry",)
@@ -183,14 +183,10 @@ class StarRegistry(Actor):
                 continue
             claimed.add(star_id)
             planned.append((i, cmd, star_id))
-        written = await asyncio.gather(
-            *(self._write(cmd, sid) for _, cmd, sid in planned), return_exceptions=True
-        )
+        written = await each_outcome(*(self._write(cmd, sid) for _, cmd, sid in planned))
         for (i, _, _), outcome in zip(planned, written, strict=True):
             if isinstance(outcome, Star):
                 self._register(outcome)
-            elif not isinstance(outcome, Exception):
-                raise outcome  # cancellation and the like: not an answer to give
             results[i] = outcome
         return results
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
 import aiojobs
@@ -25,11 +25,22 @@ from ..errors import ActorStopped, Overloaded
 from .cell import STOP, Cell, Envelope
 from .messages import Ask
 
-__all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem")
+__all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "each_outcome")
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
+
+
+async def each_outcome(*work: Awaitable[T]) -> list[T | Exception]:
+    """Run ``work`` together: each one's result, or the exception it raised (one answer per
+    asker, as ``receive_batch`` gives). Cancellation and the like are raised, not answered."""
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+    return cast(list[T | Exception], outcomes)
 
 
 class Actor:

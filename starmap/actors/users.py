@@ -14,7 +14,6 @@ address (a change in progress elsewhere takes milliseconds, not that long).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -59,7 +58,7 @@ from .messages import (
     UserRemoved,
     UserStarIds,
 )
-from .runtime import Actor
+from .runtime import Actor, each_outcome
 from .wire import Views
 
 __all__ = ("UserRegistry",)
@@ -146,11 +145,7 @@ class UserRegistry(Actor):
 
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
         """Checks and relation writes, all at once: each its own answer."""
-        outcomes = await asyncio.gather(*(self.receive(m) for m in messages), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancellation and the like: not an answer to give
-        return list(outcomes)
+        return list(await each_outcome(*(self.receive(m) for m in messages)))
 
     async def _read(self, user_id: str) -> tuple[User, str]:
         """The user and its ETag: a point read (the store is the truth across replicas)."""

@@ -72,12 +72,14 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-# What could end or fake a line: C0 and C1 controls, DEL, and Unicode's line separators.
-_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What could end or fake a line, or not print at all: C0 and C1 controls, DEL, Unicode's
+# line separators, lone surrogates.
+_UNSAFE: Final = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff]")
 
 
 def escape_controls(text: str) -> str:
-    """Text fit for one log line: every control character written as its escape (``\\r``, ``\\x1b``)."""
+    """Text fit for one line of a log or a terminal: every control character (and lone
+    surrogate) written as its escape (``\\r``, ``\\x1b``, ``\\ud800``); the one way to do it."""
     return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 

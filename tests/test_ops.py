@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from starmap.app import STORE, create_app
 from starmap.http.openapi import build, doc
 from starmap.keys import HUB
-from starmap.logs import RequestIdFilter
+from starmap.logs import RequestIdFilter, escape_controls
 from starmap.stars import STARS, bucket
 from starmap.storage import iter_entities
 from starmap.users import USER_STARS
@@ -265,3 +265,17 @@ async def test_docs_page_needs_nothing_from_elsewhere(client: Client) -> None:
     page = await answer.text()
     assert "/openapi.json" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("a\r\nb", "a\\r\\nb"),  # C0: the forged log line
+        ("\x1b[2J\x7f\x85\x9f", "\\x1b[2J\\x7f\\x85\\x9f"),  # ESC, DEL, C1
+        ("a\u2028b\u2029", "a\\u2028b\\u2029"),  # Unicode's line and paragraph separators
+        ("\ud800x\udfff", "\\ud800x\\udfff"),  # lone surrogates a terminal cannot print
+        ("é ✨ \u00a0 日本", "é ✨ \u00a0 日本"),  # printable text stays as it is
+    ],
+)
+def test_logs_and_cli_output_escape_what_could_end_or_break_a_line(text: str, escaped: str) -> None:
+    assert escape_controls(text) == escaped

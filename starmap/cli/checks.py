@@ -9,8 +9,8 @@ import urllib.error
 import urllib.request
 from typing import Final
 
+from ..logs import escape_controls
 from ..settings import describe_settings
-from ..tools.report import printable
 from .common import read_settings
 
 __all__ = ("ANY_ADDRESS", "PROBE_TIMEOUT", "check_config", "probe")
@@ -25,7 +25,7 @@ def check_config(args: argparse.Namespace) -> int:
     rows = describe_settings(settings, os.environ)
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
-        print(f"{name:<{width}}  {printable(value)}  ({source})")
+        print(f"{name:<{width}}  {escape_controls(value)}  ({source})")
     from ..storage import describe_store
 
     print(f"\nstorage: {describe_store(settings)}; redis: {settings.redis.host or 'not configured'}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import IO
 
 import attrs
 
-__all__ = ("ImportReport", "TableReport", "print_report", "printable")
+from ..logs import escape_controls
+
+__all__ = ("ImportReport", "TableReport", "print_report")
 
 
 @attrs.define
@@ -40,16 +41,6 @@ class ImportReport:
         return not any(t.failed for t in self.tables)
 
 
-def printable(text: str) -> str:
-    """Text from a table, safe to print: control characters escaped (no forged lines)."""
-    return "".join(
-        c
-        if unicodedata.category(c) not in ("Cc", "Cs")
-        else c.encode("unicode_escape", "backslashreplace").decode()
-        for c in text
-    )
-
-
 def print_report(report: ImportReport, out: IO[str]) -> None:
     """The summary people read: per table what happened, then each row skipped, noted, failed or kept."""
     verb = "would import" if report.dry_run else "imported"
@@ -68,7 +59,8 @@ def print_report(report: ImportReport, out: IO[str]) -> None:
         for what, rows in (("skipped", table.skipped), ("note", table.notes), ("failed", table.failed),
                            ("source kept", table.source_kept)):  # fmt: skip
             for partition, row, reason in rows:
-                print(f"  {what} {printable(partition)}/{printable(row)}: {printable(reason)}", file=out)
+                where = f"{escape_controls(partition)}/{escape_controls(row)}"
+                print(f"  {what} {where}: {escape_controls(reason)}", file=out)
     if report.complete:
         done = "nothing stands in the way" if report.dry_run else "every importable row is in"
         print(f"import-legacy: {done}; running replicas reload within STORAGE_RELOAD_POLL_SECONDS", file=out)

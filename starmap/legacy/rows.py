@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, tzinfo
 from typing import Any, Final, Generic, TypeVar
@@ -10,7 +11,7 @@ import attrs
 
 from ..rules import check_id
 
-__all__ = ("REPAIR_HINT", "Converted", "Options", "Skip", "number", "row_id")
+__all__ = ("REPAIR_HINT", "Converted", "Options", "Skip", "cleaned", "number", "row_id")
 
 T = TypeVar("T")
 
@@ -44,6 +45,13 @@ class Converted(Generic[T]):
 
 class Skip(Exception):
     """A row that cannot be imported; the message says why."""
+
+
+def cleaned(text: str, limit: int, *, keep: str = "") -> str:
+    """What ``--repair`` makes of a text: control characters and lone surrogates dropped
+    (but those in ``keep``), then cut to ``limit`` characters."""
+    kept = "".join(c for c in text if c in keep or unicodedata.category(c) not in ("Cc", "Cs"))
+    return kept[:limit]
 
 
 def number(entity: Mapping[str, Any], name: str) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -13,7 +12,7 @@ import attrs
 
 from ..rules import MAX_MESSAGE, check_message
 from ..stars import Star
-from .rows import REPAIR_HINT, Converted, Options, Skip, number, row_id
+from .rows import REPAIR_HINT, Converted, Options, Skip, cleaned, number, row_id
 
 __all__ = ("choose_stars", "convert_star")
 
@@ -33,12 +32,6 @@ def _coordinate(entity: Mapping[str, Any], name: str, repair: bool, notes: list[
     return clamped
 
 
-def _clean_message(text: str) -> str:
-    """The text without what this service refuses in a message, cut to the longest allowed."""
-    kept = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs"))
-    return kept[:MAX_MESSAGE]
-
-
 def _message(entity: Mapping[str, Any], repair: bool, notes: list[str]) -> str:
     value = entity.get("Message")
     if value is None:
@@ -53,11 +46,11 @@ def _message(entity: Mapping[str, Any], repair: bool, notes: list[str]) -> str:
         problem = str(exc)
     if not repair:
         raise Skip(f"Message {problem}" + REPAIR_HINT.format("cuts and cleans it"))
-    cleaned = _clean_message(value)
-    if not cleaned.strip():
+    message = cleaned(value, MAX_MESSAGE, keep="\n\t")  # a message may hold lines and tabs
+    if not message.strip():
         raise Skip(f"Message {problem}, and nothing is left once cleaned")
     notes.append(f"Message cut or cleaned ({problem})")
-    return check_message(cleaned)
+    return check_message(message)
 
 
 def _month_start(partition: str) -> float | None:

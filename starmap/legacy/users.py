@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, Final
@@ -12,7 +11,7 @@ import attrs
 
 from ..rules import MAX_NAME, check_email, check_name
 from ..users import User, email_key
-from .rows import REPAIR_HINT, Converted, Options, Skip, row_id
+from .rows import REPAIR_HINT, Converted, Options, Skip, cleaned, row_id
 
 __all__ = ("PLACEHOLDER_DOMAIN", "choose_users", "convert_user", "legacy_email")
 
@@ -49,11 +48,10 @@ def convert_user(entity: Mapping[str, Any], options: Options, now: float) -> Con
         try:
             name = check_name(name)
         except ValueError as exc:
-            cleaned = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cs"))[:MAX_NAME]
             if not options.repair:
                 raise Skip(f"Username {exc}" + REPAIR_HINT.format("cuts and cleans it")) from None
             try:
-                name = check_name(cleaned)
+                name = check_name(cleaned(name, MAX_NAME))
             except ValueError:
                 raise Skip(f"Username {exc}, even once cleaned") from None
             notes.append(f"Username cut or cleaned ({exc})")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,7 +17,7 @@ from starmap.app import SERVER_ARGS, create_app
 from starmap.settings import Settings, load_settings
 from starmap.storage import TABLES, TableStore, open_store
 
-from .rig import ROOT, Azurite, RedisServer, Service, StarmapProcess
+from .rig import Azurite, RedisServer, Service, StarmapProcess, process_env
 
 BACKENDS = ("sqlite", "azurite")
 
@@ -128,12 +127,6 @@ def make_process(tmp_path: Path, backend_env: dict[str, str]) -> Iterator[MakePr
         proc.kill()
 
 
-def cli_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a ``starmap`` command run by a test: the machine's basics and ``env``."""
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**base, "PYTHONPATH": str(ROOT), **env}
-
-
 @pytest.fixture
 def cli(backend_env: dict[str, str], tmp_path: Path) -> Cli:
     """Run ``python -m starmap ARGS`` on this test's backend (variables as keywords); the finished process."""
@@ -143,7 +136,7 @@ def cli(backend_env: dict[str, str], tmp_path: Path) -> Cli:
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "starmap", *args],
-            env=cli_env({**backend_env, **env}),
+            env=process_env({**backend_env, **env}),
             cwd=tmp_path,
             input=stdin,
             capture_output=True,

@@ -36,6 +36,22 @@ def get_json(url: str) -> tuple[int, Any]:
         return answer.status, json.loads(answer.read())
 
 
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process a test starts: the machine's basics, this checkout, ``env``."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**base, "PYTHONPATH": str(ROOT), **env}
+
+
+def raw_exchange(port: int, request: bytes, *, timeout: float = 5) -> bytes:
+    """Send raw bytes, read the whole answer (the server closes: Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -201,8 +217,7 @@ class StarmapProcess(Service):
         return [sys.executable, "-m", "starmap"]
 
     def env(self) -> Mapping[str, str]:
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-        return {**base, "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(self.port), **self.environ}
+        return process_env({"HOST": "127.0.0.1", "PORT": str(self.port), **self.environ})
 
     @property
     def url(self) -> str:

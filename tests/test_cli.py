@@ -18,8 +18,8 @@ from starmap import __version__
 from starmap.settings import load_settings
 from starmap.storage import TableStore, open_store
 
-from .conftest import Cli, MakeProcess, cli_env
-from .rig import ROOT, Azurite, StarmapProcess, free_port, get_json, wait_for_liveness
+from .conftest import Cli, MakeProcess
+from .rig import ROOT, Azurite, StarmapProcess, free_port, get_json, process_env, wait_for_liveness
 from .tables import everything, ours
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ def test_check_config_prints_effective_settings_with_secrets_redacted(cli: Cli) 
 
 
 def test_check_config_names_the_env_file_a_value_came_from(backend_env: dict[str, str]) -> None:
-    env = cli_env({**backend_env, "ENVIRONMENT": "development"})
+    env = process_env({**backend_env, "ENVIRONMENT": "development"})
     done = subprocess.run(
         [sys.executable, "-m", "starmap", "check-config"],
         env=env,
@@ -134,7 +134,7 @@ def wait_for_lines(log: Path, text: str, count: int, timeout: float = 30) -> Non
 def test_dev_restarts_the_service_when_the_code_changes(backend_env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "dev.log"
-    env = cli_env({**backend_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "INFO"})
+    env = process_env({**backend_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "INFO"})
     probe = ROOT / "starmap" / f"_dev_probe_{uuid.uuid4().hex[:8]}.py"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -10,7 +10,6 @@ refused it (control bytes in headers, raw non-ASCII in the request line).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .rig import StarmapProcess, get_json
+from .rig import StarmapProcess, get_json, raw_exchange
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +92,7 @@ def fill(path: str, segment: str) -> str:
 
 
 def exchange(port: int, request: bytes) -> tuple[int, str, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = raw_exchange(port, request, timeout=10).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), headers.get("content-type", ""), body

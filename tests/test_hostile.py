@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from .conftest import MakeClient, MakeProcess
-from .rig import RedisServer, StarmapProcess
+from .rig import RedisServer, StarmapProcess, raw_exchange
 
 Client = TestClient[web.Request, web.Application]
 
@@ -23,16 +23,6 @@ Client = TestClient[web.Request, web.Application]
 @pytest.fixture
 def backend() -> str:
     return "sqlite"
-
-
-def raw_exchange(port: int, request: bytes, *, timeout: float = 5) -> bytes:
-    """Send raw bytes, read the whole answer (the server closes: Connection: close)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.mark.slow

@@ -20,8 +20,8 @@ from dockerfile_parse import DockerfileParser
 from starmap.cli import _parser
 from starmap.settings import env_names, load_settings
 
-from .conftest import MakeProcess, cli_env
-from .rig import ROOT, free_port
+from .conftest import MakeProcess
+from .rig import ROOT, free_port, process_env
 
 Client = TestClient[web.Request, web.Application]
 OPS = ROOT / "ops"
@@ -247,7 +247,7 @@ def test_container_health_checks_run_starmap_probe_and_it_answers(make_process: 
     for where, command in health_checks().items():
         assert command[:2] == ["starmap", "probe"], where
         for port, expected in ((proc.port, 0), (free_port(), 1)):
-            env = cli_env({"PORT": str(port)})
+            env = process_env({"PORT": str(port)})
             done = subprocess.run(
                 [starmap, *command[1:]], env=env, capture_output=True, text=True, check=False
             )

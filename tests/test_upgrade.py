@@ -23,9 +23,9 @@ from starmap.storage import DATA_TABLES, TableStore, iter_entities
 from starmap.storage.azure import AzureTableStore
 from starmap.users import User, user_to_entity
 
-from .conftest import Cli, MakeClient, MakeProcess, cli_env
+from .conftest import Cli, MakeClient, MakeProcess
 from .legacy_data import many_stars, write_original, write_rows
-from .rig import AZURITE_KEY, Azurite, get_json
+from .rig import AZURITE_KEY, Azurite, get_json, process_env
 from .tables import everything, ours
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ async def test_kill_9_mid_import_then_a_second_run_completes_it_exactly(
     await write_rows(store, "Stars", rows)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "starmap", "import-legacy",
-        env=cli_env(backend_env), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=process_env(backend_env), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         deadline, probe = time.monotonic() + 60, 0

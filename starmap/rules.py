@@ -20,6 +20,7 @@ __all__ = (
     "MAX_EMAIL",
     "MAX_ID",
     "MAX_MESSAGE",
+    "MESSAGE_CONTROLS",
     "MESSAGE_PATTERN",
     "NAME_PATTERN",
     "MAX_NAME",
@@ -79,7 +80,8 @@ _MESSAGE: Final = re.compile(MESSAGE_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
 _EMAIL: Final = re.compile(EMAIL_PATTERN)
 _ID: Final = re.compile(ID_PATTERN)
-_ALLOWED_CONTROLS: Final = frozenset("\n\t")
+# The control characters a message may hold.
+MESSAGE_CONTROLS: Final = frozenset("\n\t")
 
 
 def json_type(value: object) -> str:
@@ -120,7 +122,7 @@ def check_message(value: object) -> str:
     if not _MESSAGE.search(value):
         if any(unicodedata.category(c) == "Cs" for c in value):
             raise ValueError("must be valid Unicode (no lone surrogates)")
-        if any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS for c in value):
+        if any(unicodedata.category(c) == "Cc" and c not in MESSAGE_CONTROLS for c in value):
             raise ValueError("must not contain control characters other than newline and tab")
         raise ValueError("must contain at least one visible character")
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import UTC, tzinfo
 from typing import Any, Final, Generic, TypeVar
 
@@ -47,7 +47,7 @@ class Skip(Exception):
     """A row that cannot be imported; the message says why."""
 
 
-def cleaned(text: str, limit: int, *, keep: str = "") -> str:
+def cleaned(text: str, limit: int, *, keep: Container[str] = ()) -> str:
     """What ``--repair`` makes of a text: control characters and lone surrogates dropped
     (but those in ``keep``), then cut to ``limit`` characters."""
     kept = "".join(c for c in text if c in keep or unicodedata.category(c) not in ("Cc", "Cs"))

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import attrs
 
-from ..rules import MAX_MESSAGE, check_message
+from ..rules import MAX_MESSAGE, MESSAGE_CONTROLS, check_message
 from ..stars import Star
 from .rows import REPAIR_HINT, Converted, Options, Skip, cleaned, number, row_id
 
@@ -46,7 +46,7 @@ def _message(entity: Mapping[str, Any], repair: bool, notes: list[str]) -> str:
         problem = str(exc)
     if not repair:
         raise Skip(f"Message {problem}" + REPAIR_HINT.format("cuts and cleans it"))
-    message = cleaned(value, MAX_MESSAGE, keep="\n\t")  # a message may hold lines and tabs
+    message = cleaned(value, MAX_MESSAGE, keep=MESSAGE_CONTROLS)
     if not message.strip():
         raise Skip(f"Message {problem}, and nothing is left once cleaned")
     notes.append(f"Message cut or cleaned ({problem})")

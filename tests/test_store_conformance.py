@@ -11,7 +11,7 @@ import math
 import pytest
 
 from starmap.errors import AlreadyExists, NotFound, PreconditionFailed
-from starmap.storage import Op, TableStore, iter_entities
+from starmap.storage import Op, RowRange, TableStore, iter_entities
 
 T = "Stars"
 
@@ -179,6 +179,21 @@ async def test_query_follows_continuations_past_1000_entities(store: TableStore)
     everything = [s.row_key async for s in iter_entities(store, T, page_size=300)]
     assert len(everything) == 1051
     assert await store.count(T) == 1051
+
+
+async def test_a_row_range_keeps_the_row_keys_inside_it_across_partitions_and_pages(
+    store: TableStore,
+) -> None:
+    for pk in ("a", "b"):
+        await store.batch(
+            T, [Op("insert", entity(pk, rk)) for rk in ("0", "abc", "zz", "~idem:1", "~idem:2", "~x")]
+        )
+    below = RowRange("", "~")
+    assert [(s.partition_key, s.row_key) async for s in iter_entities(store, T, rows=below, page_size=2)] == [
+        (pk, rk) for pk in ("a", "b") for rk in ("0", "abc", "zz")
+    ]
+    records = RowRange("~idem:", "~idem;")
+    assert [s.row_key async for s in iter_entities(store, T, "b", rows=records)] == ["~idem:1", "~idem:2"]
 
 
 @pytest.mark.parametrize(

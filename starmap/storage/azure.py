@@ -32,6 +32,7 @@ from .base import (
     Entity,
     Op,
     Page,
+    RowRange,
     Stored,
     check_batch,
     check_entity,
@@ -200,15 +201,22 @@ class AzureTableStore:
         *,
         limit: int = DEFAULT_PAGE,
         continuation: str | None = None,
+        rows: RowRange | None = None,
     ) -> Page:
         client = self._table(table)
-        if partition_key is None:
-            pager = client.list_entities(results_per_page=limit)
-        else:
-            check_key(partition_key, "PartitionKey")
+        clauses, parameters = [], {}
+        if partition_key is not None:
+            clauses.append("PartitionKey eq @pk")
+            parameters["pk"] = check_key(partition_key, "PartitionKey")
+        if rows is not None:
+            clauses.append("RowKey ge @start and RowKey lt @stop")
+            parameters |= {"start": rows.start, "stop": rows.stop}
+        if clauses:
             pager = client.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": partition_key}, results_per_page=limit
+                " and ".join(clauses), parameters=parameters, results_per_page=limit
             )
+        else:
+            pager = client.list_entities(results_per_page=limit)
         pages = pager.by_page(continuation_token=json.loads(continuation) if continuation else None)
 
         async def first_page() -> list[Stored]:

@@ -21,6 +21,7 @@ __all__ = (
     "Entity",
     "Op",
     "Page",
+    "RowRange",
     "Stored",
     "TableStore",
     "check_batch",
@@ -68,6 +69,14 @@ class Page:
 
     items: list[Stored]
     continuation: str | None
+
+
+@attrs.frozen
+class RowRange:
+    """The row keys from ``start`` (included) to ``stop`` (excluded), in the store's order."""
+
+    start: str
+    stop: str
 
 
 @attrs.frozen
@@ -123,8 +132,12 @@ class TableStore(Protocol):
         *,
         limit: int = DEFAULT_PAGE,
         continuation: str | None = None,
+        rows: RowRange | None = None,
     ) -> Page:
-        """One page of a partition (or, with None, of the whole table) in key order."""
+        """One page of a partition (or, with None, of the whole table) in key order.
+
+        ``rows`` keeps the row keys ``start <= RowKey < stop`` (the store filters them).
+        """
 
     async def batch(self, table: str, ops: Sequence[Op]) -> list[str | None]:
         """Apply ``ops`` (one partition, ≤ 100, one per key) all or nothing.
@@ -144,12 +157,17 @@ class TableStore(Protocol):
 
 
 async def iter_entities(
-    store: TableStore, table: str, partition_key: str | None = None, *, page_size: int = DEFAULT_PAGE
+    store: TableStore,
+    table: str,
+    partition_key: str | None = None,
+    *,
+    page_size: int = DEFAULT_PAGE,
+    rows: RowRange | None = None,
 ) -> AsyncIterator[Stored]:
-    """Every entity of a partition (or a table), following continuations."""
+    """Every entity of a partition (or a table), following continuations; ``rows``: see ``query``."""
     continuation: str | None = None
     while True:
-        page = await store.query(table, partition_key, limit=page_size, continuation=continuation)
+        page = await store.query(table, partition_key, limit=page_size, continuation=continuation, rows=rows)
         for item in page.items:
             yield item
         if page.continuation is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import StorageUnavailable
 from ..metrics import Metrics
-from .base import DEFAULT_PAGE, Entity, Op, Page, Stored, TableStore
+from .base import DEFAULT_PAGE, Entity, Op, Page, RowRange, Stored, TableStore
 
 __all__ = ("InstrumentedStore",)
 
@@ -67,9 +67,10 @@ class InstrumentedStore:
         *,
         limit: int = DEFAULT_PAGE,
         continuation: str | None = None,
+        rows: RowRange | None = None,
     ) -> Page:
         page: Page = await self._timed(
-            "query", self.inner.query(table, partition_key, limit=limit, continuation=continuation)
+            "query", self.inner.query(table, partition_key, limit=limit, continuation=continuation, rows=rows)
         )
         return page
 

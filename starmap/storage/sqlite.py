@@ -34,6 +34,7 @@ from .base import (
     Entity,
     Op,
     Page,
+    RowRange,
     Stored,
     check_batch,
     check_entity,
@@ -231,6 +232,7 @@ class SqliteStore:
         *,
         limit: int = DEFAULT_PAGE,
         continuation: str | None = None,
+        rows: RowRange | None = None,
     ) -> Page:
         sql_table = self._table(table)
         after = json.loads(continuation) if continuation else None
@@ -238,6 +240,9 @@ class SqliteStore:
         if partition_key is not None:
             where.append("pk = ?")
             params.append(check_key(partition_key, "PartitionKey"))
+        if rows is not None:
+            where.append("rk >= ? AND rk < ?")
+            params.extend((rows.start, rows.stop))
         if after is not None:
             where.append("(pk, rk) > (?, ?)")
             params.extend(after)
@@ -249,9 +254,9 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
             return conn.execute(sql, (*params, limit + 1)).fetchall()
 
-        rows = await self._run(read)
-        items = [_stored(*row) for row in rows[:limit]]
-        more = len(rows) > limit
+        found = await self._run(read)
+        items = [_stored(*row) for row in found[:limit]]
+        more = len(found) > limit
         token = json.dumps([items[-1].partition_key, items[-1].row_key]) if more else None
         return Page(items, token)
 

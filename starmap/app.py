@@ -23,6 +23,7 @@ from .http.middleware import add_request_id_header, front_middleware
 from .http.routes import setup_cors, setup_routes
 from .http.streams import Streams
 from .http.views import WireViews
+from .idempotency import sweep_forever
 from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS, STREAMS
 from .metrics import Metrics, counter, gauge
 from .mirror import Mirror
@@ -30,7 +31,7 @@ from .redis import RedisLink
 from .relay import RedisRelay
 from .settings import Settings
 from .stars import Brightness
-from .storage import TABLES, TableStore, describe_store, open_store
+from .storage import STARS, TABLES, USERS, TableStore, describe_store, open_store
 from .storage.instrumented import InstrumentedStore
 
 __all__ = ("MIRROR", "REDIS", "RELAY", "SCHEDULER", "SERVER_ARGS", "STORE", "create_app")
@@ -144,6 +145,8 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     await watcher.start()
     await scheduler.spawn(watcher.run(), name="reload watcher")
     await scheduler.spawn(app[STREAMS].sweep(), name="stream sweeper")
+    records = sweep_forever(app[STORE], (STARS, USERS), ttl=settings.server.idempotency_ttl)
+    await scheduler.spawn(records, name="idempotency record sweeper")
     if link is not None and mirror is not None:
         relay = app[RELAY] = RedisRelay(
             link,

@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = (
     "ActorStopped",
     "AlreadyExists",
+    "IdempotencyKeyInFlight",
+    "IdempotencyKeyReused",
     "NotFound",
     "Overloaded",
     "PreconditionFailed",
@@ -29,6 +31,14 @@ class NotFound(StarmapError, LookupError):
 
 class AlreadyExists(StarmapError, ValueError):
     """An insert met an entity (or a unique claim) that is already there."""
+
+
+class IdempotencyKeyReused(StarmapError, ValueError):
+    """An Idempotency-Key sent again with a different request."""
+
+
+class IdempotencyKeyInFlight(StarmapError, RuntimeError):
+    """An Idempotency-Key sent again while its first request is still being answered."""
 
 
 class PreconditionFailed(StarmapError, ValueError):

@@ -13,11 +13,12 @@ from aiohttp import web
 from .actors import Actors
 from .events import Hub
 from .http.streams import Streams
+from .idempotency import KeysInFlight
 from .metrics import Metrics
 from .settings import Settings
 from .stars import Brightness
 
-__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "LIST_CACHE", "METRICS", "SETTINGS", "STREAMS")
+__all__ = ("ACTORS", "BRIGHTNESS", "HUB", "KEYS_IN_FLIGHT", "LIST_CACHE", "METRICS", "SETTINGS", "STREAMS")
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 HUB: Final = web.AppKey("hub", Hub)
@@ -28,3 +29,5 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 LIST_CACHE: Final[web.AppKey[Any]] = web.AppKey("list_cache")
 # This replica's open event streams (the hub's sinks).
 STREAMS: Final = web.AppKey("streams", Streams)
+# The keyed writes this replica is answering now (see starmap.idempotency).
+KEYS_IN_FLIGHT: Final = web.AppKey("keys_in_flight", KeysInFlight)

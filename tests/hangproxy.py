@@ -6,6 +6,11 @@ forwards bytes both ways to a real server on 127.0.0.1; while ``hang`` is set it
 accepting and reading but forwards nothing and answers nothing. Healing resumes
 forwarding on the connections opened from then on (the stalled ones stay stalled, as
 they would in life; clients time them out).
+
+``mute_after`` is the nastier half of a hang: once a request containing those bytes (say
+``b"$batch"``) has gone through a connection, that request still reaches the server (and
+is carried out there) but the answers on that connection are held back, as when a link
+drops after the request went out: the writer cannot know its write landed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class HangProxy:
         self.upstream_port = upstream_port
         self.port = free_port()
         self.hang = False
+        self.mute_after: bytes | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hang-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -68,14 +74,27 @@ class HangProxy:
             writer.close()
             return
         self._writers.add(up_writer)
+        muted = asyncio.Event()
         await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            self._pipe(reader, up_writer, muted, replies=False),
+            self._pipe(up_reader, writer, muted, replies=True),
+            return_exceptions=True,
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        muted: asyncio.Event,
+        *,
+        replies: bool,
+    ) -> None:
         try:
             while data := await reader.read(65536):
-                while self.hang:  # noqa: ASYNC110 - stall mid-connection, as a frozen peer does
+                if not replies and self.mute_after is not None and self.mute_after in data:
+                    muted.set()
+                # Stall mid-connection, as a frozen peer does (muted: only the answers).
+                while self.hang or (replies and muted.is_set()):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 writer.write(data)
                 await writer.drain()

@@ -106,7 +106,7 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
     mine = wait_for(
         browser, "return [...window.starmap.stars.values()].find(s => s.message === 'hello from the page')"
     )
-    assert browser.find_element(By.ID, "sky").get_attribute("data-drawn") == "1"
+    wait_for(browser, "return document.getElementById('sky').dataset.drawn === '1'")  # on the next frame
     # It is drawn where it was placed: the canvas is bright there and dark far away.
     lit = "const c = document.getElementById('sky'); const r = devicePixelRatio;" \
           "const p = c.getContext('2d').getImageData(arguments[0] * r, arguments[1] * r, 1, 1).data;" \
@@ -142,6 +142,51 @@ def test_the_page_places_shows_live_stars_and_likes(server: StarmapProcess, brow
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "starmap-page.png"))
+
+
+# The page's fetch, wrapped: every POST's Idempotency-Key is noted, and the first `drops`
+# answers are lost after the server has answered (as a dropped link loses them).
+LOSE_ANSWERS = """
+window.sentKeys = [];
+let drops = arguments[0];
+window.realFetch = window.realFetch || window.fetch;
+window.fetch = async (url, init) => {
+  const answer = await window.realFetch(url, init);
+  if (init && init.method === "POST") {
+    window.sentKeys.push(init.headers["Idempotency-Key"]);
+    if (drops > 0) { drops -= 1; throw new TypeError("the answer was lost (test)"); }
+  }
+  return answer;
+};
+"""
+
+
+def test_the_page_retries_a_write_whose_answer_was_lost_and_it_counts_once(
+    server: StarmapProcess, browser: WebDriver
+) -> None:
+    post(f"{server.url}/stars", {"x": 0.5, "y": -0.5, "message": "liked once", "id": "once"})
+    browser.get(f"{server.url}/")
+    wait_for(browser, "return document.body.dataset.ready === 'true'")
+    wait_for(browser, "return window.starmap.stars.has('once')")
+    browser.execute_script(LOSE_ANSWERS, 1)
+    star_button(browser, "once").send_keys(Keys.ENTER)  # committed, its answer lost, retried
+    wait_for(browser, "return window.sentKeys.length === 2")
+    wait_for(browser, "return document.querySelector('button[data-id=\"once\"]').dataset.likes === '1'")
+    keys = browser.execute_script("return window.sentKeys")
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) == 36, keys  # one key, sent twice
+    with urllib.request.urlopen(f"{server.url}/stars/once", timeout=5) as answer:  # noqa: S310 - loopback
+        assert json.loads(answer.read())["likes"] == 1  # counted once
+
+    browser.execute_script(LOSE_ANSWERS, 1)  # placing a star: the same
+    click_sky(browser, 250, 200)
+    browser.find_element(By.ID, "message").send_keys("placed once")
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, "return document.getElementById('place-form').hidden")  # after the retry's 201
+    keys = browser.execute_script("return window.sentKeys")
+    assert len(keys) == 2 and keys[0] == keys[1], keys
+    with urllib.request.urlopen(f"{server.url}/stars", timeout=5) as answer:  # noqa: S310 - loopback
+        messages = [s["message"] for s in json.loads(answer.read())]
+    assert messages.count("placed once") == 1
 
 
 def test_the_api_docs_show_the_like_operation_with_its_schemas(

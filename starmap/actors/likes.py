@@ -18,11 +18,20 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..backoff import Backoff
-from ..errors import ActorStopped, NotFound, Overloaded, PreconditionFailed, StorageUnavailable
+from ..errors import (
+    ActorStopped,
+    AlreadyExists,
+    IdempotencyKeyInFlight,
+    NotFound,
+    Overloaded,
+    PreconditionFailed,
+    StorageUnavailable,
+)
 from ..events import Publisher
+from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
-from ..storage import TableStore
+from ..storage import Op, TableStore
 from .messages import CheckUser, Like, Liked, Relate, StarChanged
 from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
@@ -37,6 +46,8 @@ KIND: Final = "likes"
 _ORIGIN: Final = uuid.uuid4().hex[:8]
 _BATCHES: Final = itertools.count(1)
 MAX_CONFLICTS: Final = 20
+# Commits of a batch whose keyed likes keep meeting records other replicas wrote meanwhile.
+MAX_RECORD_RACES: Final = 5
 # 5-50 ms after the first conflict, up to 40-400 ms: writers that collided spread out.
 CONFLICT_RETRY: Final = Backoff(base=0.0275, cap=0.22, jitter=0.8)
 
@@ -96,23 +107,57 @@ class LikeCounter(Actor):
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(messages)
         counted: list[int] = []
+        keys: set[str] = set()
         for i, like in enumerate(messages):
             try:
+                if like.intent is not None:
+                    row_key = like.intent.row_key(self.key)
+                    if row_key in keys:  # the same key twice in one batch: the second waits its turn
+                        raise IdempotencyKeyInFlight("a like with this Idempotency-Key is being answered")
+                    keys.add(row_key)
+                    if (replay := await self._recorded(like.intent)) is not None:
+                        results[i] = replay
+                        continue
                 await self._check_liker(like.user_id)
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
                 results[i] = exc
-        if counted:
-            answer: Star | Exception
+        for _attempt in range(MAX_RECORD_RACES):
+            if not counted:
+                break
             try:
-                answer = await self._commit(len(counted))
+                star = await self._commit([messages[i] for i in counted])
+            except AlreadyExists:
+                # Another replica recorded one of these keys meanwhile: it answers those (a
+                # replay, or a 422), the others are committed again.
+                counted = [i for i in counted if not await self._settled(messages[i], i, results)]
+                continue
             except Exception as exc:
-                answer = exc
-            else:
-                await self._relate([messages[i].user_id for i in counted], answer.last_liked)
+                for i in counted:
+                    results[i] = exc
+                break
+            await self._relate([messages[i].user_id for i in counted], star.last_liked)
             for i in counted:
-                results[i] = answer
+                results[i] = star if messages[i].intent is None else self.views.liked(star)
+            break
+        else:
+            for i in counted:
+                results[i] = StorageUnavailable(f"star {self.key!r}: too many concurrent keyed likes")
         return results
+
+    async def _recorded(self, intent: Intent) -> Recorded | None:
+        """The recorded answer to a like with this key, if it was committed before."""
+        return await find_recorded(self.store, STARS, bucket(self.key), self.key, intent, self.clock())
+
+    async def _settled(self, like: Like, i: int, results: list[Any]) -> bool:
+        """Whether a keyed like has its answer now (recorded elsewhere); it goes in ``results``."""
+        if like.intent is None:
+            return False
+        try:
+            results[i] = await self._recorded(like.intent)
+        except Exception as exc:  # the key was used for another request: 422
+            results[i] = exc
+        return results[i] is not None
 
     async def _check_liker(self, user_id: str | None) -> None:
         """An unknown user's like is refused (404) before anything is counted."""
@@ -136,8 +181,14 @@ class LikeCounter(Actor):
                     "star %s: liked by %s, but the relation was not recorded: %s", self.key, user_id, outcome
                 )
 
-    async def _commit(self, count: int) -> Star:
-        """One durable write for ``count`` likes; the new state. Nothing changes on failure."""
+    async def _commit(self, likes: list[Like]) -> Star:
+        """One durable write for ``likes``; the new state. Nothing changes on failure.
+
+        The likes that carry an Idempotency-Key have their answers recorded in the same
+        atomic batch; ``AlreadyExists`` when one of those records is there already.
+        """
+        count = len(likes)
+        intents = [like.intent for like in likes if like.intent is not None]
         batch_id = f"{_ORIGIN}{next(_BATCHES):x}"
         deadline = time.monotonic() + self.write_deadline
         self.in_flight = count
@@ -151,7 +202,7 @@ class LikeCounter(Actor):
                     break
                 new = self.star.with_likes(self.brightness, count, self.clock(), batch_id)
                 try:
-                    self.etag = await self.store.update(STARS, star_to_entity(new), self.etag)
+                    self.etag = await self._write(new, intents)
                     self.star = new
                     break
                 except PreconditionFailed:
@@ -169,6 +220,16 @@ class LikeCounter(Actor):
             self.in_flight = 0
         await self._announce(new, count)
         return new
+
+    async def _write(self, new: Star, intents: list[Intent]) -> str:
+        """The star's new state, with the records of its keyed likes; the star's new ETag."""
+        if not intents:
+            return await self.store.update(STARS, star_to_entity(new), self.etag)
+        answer = self.views.liked(new)
+        records = [record_op(bucket(self.key), self.key, i, answer, new.last_liked) for i in intents]
+        etag = (await self.store.batch(STARS, [Op("update", star_to_entity(new), self.etag), *records]))[0]
+        assert etag is not None
+        return etag
 
     async def _reload_within(self, deadline: float) -> None:
         while True:

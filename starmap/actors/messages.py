@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ..idempotency import Intent, Recorded
 from ..stars import Star
 from ..users import Relation, User
 
@@ -74,13 +75,16 @@ class Ready(Ask[int]):
 
 
 @attrs.frozen
-class CreateStar(Ask[Star]):
+class CreateStar(Ask[Star | Recorded]):
+    """Place a star; with an ``intent`` (an Idempotency-Key) the answer is the recorded one."""
+
     x: float
     y: float
     message: str
     brightness: float
     user_id: str | None
     id: str | None
+    intent: Intent | None = None
 
 
 @attrs.frozen
@@ -149,10 +153,11 @@ class ReadStored(Ask[dict[str, Any]]):
 
 
 @attrs.frozen
-class Like(Ask[Star]):
-    """One like; the star as it is once the like is durable."""
+class Like(Ask[Star | Recorded]):
+    """One like; the star as it is once the like is durable (with an ``intent``: the recorded answer)."""
 
     user_id: str | None = None
+    intent: Intent | None = None
 
 
 # -- popularity tracker ------------------------------------------------------------
@@ -206,9 +211,12 @@ class UserPage:
 
 
 @attrs.frozen
-class CreateUser(Ask[User]):
+class CreateUser(Ask[User | Recorded]):
+    """Make a user; with an ``intent`` (an Idempotency-Key) the answer is the recorded one."""
+
     name: str
     email: str
+    intent: Intent | None = None
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from ..errors import AlreadyExists, NotFound
 from ..events import Publisher
+from ..idempotency import IDS, Recorded, find_recorded, insert_recorded, record_op
 from ..index import StarIndex
 from ..layout import Census
 from ..mirror import Mirror
@@ -26,7 +27,7 @@ from ..stars import (
     star_to_entity,
     stored_star,
 )
-from ..storage import TableStore, delete_rows, iter_entities
+from ..storage import Op, TableStore, delete_rows, iter_entities
 from .messages import (
     ActiveStars,
     CheckUser,
@@ -108,7 +109,7 @@ class StarRegistry(Actor):
             census = star_census()
             read = []
             with Progress("star index: loading", None, log=log, bar=False) as progress:
-                async for row in iter_entities(self.store, STARS):
+                async for row in iter_entities(self.store, STARS, rows=IDS):
                     read.append(census.take(row.entity))
                     progress.advance()
             stored = [star for star in read if star is not None]
@@ -177,21 +178,37 @@ class StarRegistry(Actor):
         planned: list[tuple[int, CreateStar, str]] = []
         claimed: set[str] = set()
         for i, cmd in enumerate(messages):
-            star_id = cmd.id or str(uuid.uuid4())
-            if star_id in self.index or star_id in claimed:
+            star_id = cmd.id or (cmd.intent.derived_id() if cmd.intent else str(uuid.uuid4()))
+            # A keyed create whose star exists may be its own retry: its record says (in _write).
+            if (star_id in self.index and cmd.intent is None) or star_id in claimed:
                 results[i] = AlreadyExists(f"star id {star_id!r} is taken")
                 continue
             claimed.add(star_id)
             planned.append((i, cmd, star_id))
         written = await each_outcome(*(self._write(cmd, sid) for _, cmd, sid in planned))
-        for (i, _, _), outcome in zip(planned, written, strict=True):
+        for (i, cmd, _), outcome in zip(planned, written, strict=True):
             if isinstance(outcome, Star):
                 self._register(outcome)
+                if cmd.intent is not None:  # the answer recorded with it
+                    outcome = self.views.star_created(outcome)
             results[i] = outcome
         return results
 
-    async def _write(self, cmd: CreateStar, star_id: str) -> Star:
-        """The durable part of a create: the user checked, the star and its owner's record written."""
+    async def _recorded(self, cmd: CreateStar, star_id: str) -> Recorded | None:
+        if cmd.intent is None:
+            return None
+        return await find_recorded(self.store, STARS, bucket(star_id), star_id, cmd.intent, self.clock())
+
+    async def _write(self, cmd: CreateStar, star_id: str) -> Star | Recorded:
+        """The durable part of a create: the user checked, the star and its owner's record written.
+
+        With an Idempotency-Key: the answer recorded before, if any; else the record is
+        written in the star's own batch.
+        """
+        if (replay := await self._recorded(cmd, star_id)) is not None:
+            return replay
+        if star_id in self.index:
+            raise AlreadyExists(f"star id {star_id!r} is taken")
         if cmd.user_id is not None:
             await self.users.ask(CheckUser(cmd.user_id))
         now = self.clock()
@@ -207,16 +224,22 @@ class StarRegistry(Actor):
             last_liked=now,
             user_id=cmd.user_id,
         )
+        record = None
+        if cmd.intent is not None:
+            record = record_op(bucket(star_id), star_id, cmd.intent, self.views.star_created(star), now)
         try:
-            await self.store.insert(STARS, star_to_entity(star))
+            await insert_recorded(self.store, STARS, star_to_entity(star), record)
         except AlreadyExists:
+            if (replay := await self._recorded(cmd, star_id)) is not None:
+                return replay  # the same key, answered on another replica meanwhile
             raise AlreadyExists(f"star id {star_id!r} is taken") from None
         if cmd.user_id is not None:
             try:
                 await self.users.ask(Relate(cmd.user_id, "placed", star_id, now))
             except BaseException:
-                # No star without its owner's record: undo the insert, answer the error.
-                await self.store.delete(STARS, bucket(star_id), star_id)
+                # No star without its owner's record: undo the insert (and its key), answer the error.
+                written = [star_id] if record is None else [star_id, str(record.entity["RowKey"])]
+                await self.store.batch(STARS, [Op.delete(bucket(star_id), row) for row in written])
                 raise
         return star
 
@@ -257,7 +280,7 @@ class StarRegistry(Actor):
         for _attempt in range(3):  # a star deleted meanwhile fails its batch: read again
             keys = [  # rows this service did not write are left alone
                 (s.partition_key, s.row_key)
-                async for s in iter_entities(self.store, STARS)
+                async for s in iter_entities(self.store, STARS, rows=IDS)
                 if is_star_row(s.entity) and s.row_key not in removed
             ]
             with Progress("admin clear: deleting stars", len(keys), log=log, bar=False) as progress:

@@ -24,6 +24,7 @@ import attrs
 
 from ..errors import AlreadyExists, NotFound, PreconditionFailed
 from ..events import Publisher
+from ..idempotency import IDS, Intent, Recorded, find_recorded, insert_recorded, record_op
 from ..index import OrderedIndex
 from ..layout import Census
 from ..stars import bucket
@@ -96,7 +97,7 @@ class UserRegistry(Actor):
 
     async def on_start(self) -> None:
         census = user_census()
-        read = [census.take(s.entity) async for s in iter_entities(self.store, USERS)]
+        read = [census.take(s.entity) async for s in iter_entities(self.store, USERS, rows=IDS)]
         self.index = OrderedIndex([user for user in read if user is not None])
         self.census = census
         census.log(log, self.index)
@@ -108,8 +109,8 @@ class UserRegistry(Actor):
                 return (await self._read(user_id))[0]
             case ListUsers(limit, cursor):
                 return UserPage(*self.index.page(limit=limit, cursor=cursor))
-            case CreateUser(name, email):
-                return await self._create(name, email)
+            case CreateUser(name, email, intent):
+                return await self._create(name, email, intent)
             case UpdateUser(user_id, name, email):
                 return await self._update(user_id, name, email)
             case DeleteUser(user_id):
@@ -214,17 +215,55 @@ class UserRegistry(Actor):
 
     # -- commands ------------------------------------------------------------------------
 
-    async def _create(self, name: str, email: str) -> User:
-        user = User(id=str(uuid.uuid4()), name=name, email=email, created_at=self.clock())
+    async def _create(self, name: str, email: str, intent: Intent | None) -> User | Recorded:
+        """A new user: the address claimed, then the user (with its key's record) written.
+
+        With an Idempotency-Key the id comes from the key, so a retry meets its own
+        record (the answer again) or, racing it on another replica, its own claim.
+        """
+        user_id = intent.derived_id() if intent is not None else str(uuid.uuid4())
+        if (replay := await self._recorded(user_id, intent)) is not None:
+            return replay
+        user = User(id=user_id, name=name, email=email, created_at=self.clock())
         await self._claim(user.email_key, user.id)
+        record = None
+        if intent is not None:
+            record = record_op(
+                bucket(user.id), user.id, intent, self.views.user_created(user), user.created_at
+            )
         try:
-            await self.store.insert(USERS, user_to_entity(user))
+            await insert_recorded(self.store, USERS, user_to_entity(user), record)
+        except AlreadyExists:
+            await self._release_unless_held(user)
+            if (replay := await self._recorded(user_id, intent)) is not None:
+                return replay  # the same key, answered on another replica meanwhile
+            raise AlreadyExists(
+                "a user was made with this Idempotency-Key before it expired; send a new key"
+            ) from None
         except BaseException:
             await self._undo("the claim of a user never made", lambda: self._release(user.email_key, user.id))
             raise
         self.index.add(user)
         self.publisher.publish("users", "create", self.views.user(user), {"entity": user_to_entity(user)})
-        return user
+        return user if intent is None else self.views.user_created(user)
+
+    async def _recorded(self, user_id: str, intent: Intent | None) -> Recorded | None:
+        if intent is None:
+            return None
+        return await find_recorded(self.store, USERS, bucket(user_id), user_id, intent, self.clock())
+
+    async def _release_unless_held(self, user: User) -> None:
+        """Undo this create's claim, unless the user that won its id holds that address.
+
+        A keyed create racing its own retry claims the address for the same id: the
+        claim is the winner's then, and must stay.
+        """
+        try:
+            winner = stored_user((await self.store.get(USERS, bucket(user.id), user.id)).entity)
+        except NotFound:
+            winner = None
+        if winner is None or winner.email_key != user.email_key:
+            await self._undo("the claim of a user never made", lambda: self._release(user.email_key, user.id))
 
     async def _update(self, user_id: str, name: str, email: str) -> User:
         old, etag = await self._read(user_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..idempotency import Recorded
 from ..stars import Star
 from ..users import User
 
@@ -21,3 +22,12 @@ class Views(Protocol):
 
     def user(self, user: User) -> dict[str, Any]:
         """A user as clients see it."""
+
+    def star_created(self, star: Star) -> Recorded:
+        """The answer to the create that made ``star`` (brightness as of its creation)."""
+
+    def liked(self, star: Star) -> Recorded:
+        """The answer to the likes that made ``star`` (brightness as of them)."""
+
+    def user_created(self, user: User) -> Recorded:
+        """The answer to the create that made ``user``."""

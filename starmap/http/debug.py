@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..actors.messages import ActiveStars, CreateStar, GetStar, ReadStored
 from ..keys import ACTORS, BRIGHTNESS, SETTINGS
+from ..stars import Star
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
@@ -81,6 +82,7 @@ async def add_test_star(request: web.Request) -> web.Response:
         id=None,
     )
     created = await registry.ask(command)
+    assert isinstance(created, Star), "no Idempotency-Key: the star itself"
     via_registry = await registry.ask(GetStar(created.id))
     stored = await registry.ask(ReadStored(created.id))
     model, now = request.config_dict[BRIGHTNESS], time.time()

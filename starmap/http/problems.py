@@ -13,6 +13,8 @@ from multidict import CIMultiDict
 from ..errors import (
     ActorStopped,
     AlreadyExists,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
     NotFound,
     Overloaded,
     PreconditionFailed,
@@ -28,12 +30,14 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON: Final = "application/problem+json"
 # How long a client should wait before retrying a 503, by cause.
-RETRY_AFTER: Final = {StorageUnavailable: 5, Overloaded: 1, ActorStopped: 1}
+RETRY_AFTER: Final = {StorageUnavailable: 5, Overloaded: 1, ActorStopped: 1, IdempotencyKeyInFlight: 1}
 _STATUS: Final[Mapping[type[StarmapError], int]] = {
     NotFound: 404,
     AlreadyExists: 409,
     PreconditionFailed: 409,
     ValidationFailed: 422,
+    IdempotencyKeyReused: 422,
+    IdempotencyKeyInFlight: 409,
     StorageUnavailable: 503,
     Overloaded: 503,
     ActorStopped: 503,

@@ -9,7 +9,8 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..keys import LIST_CACHE, METRICS, SETTINGS
+from ..idempotency import REPLAYED_HEADER, KeysInFlight
+from ..keys import KEYS_IN_FLIGHT, LIST_CACHE, METRICS, SETTINGS
 from . import admin, debug, health, page, sse, stars, users
 from .jsonio import json_response
 from .openapi import build, doc
@@ -26,6 +27,7 @@ EXPOSED: tuple[str, ...] = (
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",
+    REPLAYED_HEADER,
 )
 
 
@@ -37,6 +39,7 @@ def setup_routes(app: web.Application) -> None:
     trailing-slash twins last. A fixed path comes before the ``{id}`` it would match.
     """
     app[LIST_CACHE] = stars.ListCache()
+    app[KEYS_IN_FLIGHT] = KeysInFlight()
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/stars/{id}/like", stars.like_star),
         ("GET", "/stars/active", stars.active_stars),

@@ -22,11 +22,13 @@ from ..actors.messages import (
     RateDecision,
 )
 from ..errors import ValidationFailed
+from ..idempotency import Recorded
 from ..index import StarIndex
 from ..keys import ACTORS, BRIGHTNESS, LIST_CACHE, METRICS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
 from .clients import client_address
+from .idempotent import IDEMPOTENCY_PARAM, held, idempotency_key, intent_of, recorded_response
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
@@ -151,14 +153,26 @@ async def list_stars(request: web.Request) -> web.Response:
     "Place a star",
     tag="stars",
     body=StarIn,
+    params=(IDEMPOTENCY_PARAM,),
     responses={201: "Star", 404: P, 409: P, **BODY_ERRORS, **UNAVAILABLE},
 )
 async def create_star(request: web.Request) -> web.Response:
-    body = await load_body(request, StarIn, converter)
-    command = CreateStar(
-        x=body.x, y=body.y, message=body.message, brightness=body.brightness, user_id=body.user_id, id=body.id
-    )
-    star = await request.config_dict[ACTORS].registry.ask(command)
+    key = idempotency_key(request)
+    with held(request, key, "create-star"):
+        body = await load_body(request, StarIn, converter)
+        intent = intent_of(request, "create-star", key, "", converter.unstructure(body))
+        command = CreateStar(
+            x=body.x,
+            y=body.y,
+            message=body.message,
+            brightness=body.brightness,
+            user_id=body.user_id,
+            id=body.id,
+            intent=intent,
+        )
+        star = await request.config_dict[ACTORS].registry.ask(command)
+    if isinstance(star, Recorded):
+        return recorded_response(star)
     [rendered] = await render_stars(request, [star])
     answer = json_response(rendered, status=201)
     answer.headers["Location"] = str(URL("/stars") / star.id)
@@ -215,11 +229,19 @@ def _rate_headers(decision: RateDecision) -> dict[str, str]:
     tag="stars",
     body=LikeIn,
     body_required=False,
-    responses={200: "LikeResult", 404: P, 429: P, **BODY_ERRORS, **UNAVAILABLE},
+    params=(IDEMPOTENCY_PARAM,),
+    responses={200: "LikeResult", 404: P, 409: P, 429: P, **BODY_ERRORS, **UNAVAILABLE},
 )
 async def like_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
+    key = idempotency_key(request)
+    with held(request, key, "like", star_id):
+        return await _like(request, star_id, key)
+
+
+async def _like(request: web.Request, star_id: str, key: str | None) -> web.Response:
     body = await load_body(request, LikeIn, converter, optional=True)
+    intent = intent_of(request, "like", key, star_id, converter.unstructure(body))
     actors = request.config_dict[ACTORS]
     decision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
     headers = _rate_headers(decision)
@@ -230,7 +252,9 @@ async def like_star(request: web.Request) -> web.Response:
         detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
         return problem(429, detail, headers=headers)
     counter = await actors.like_counter(star_id)
-    star = await counter.ask(Like(user_id=body.user_id))
+    star = await counter.ask(Like(user_id=body.user_id, intent=intent))
+    if isinstance(star, Recorded):
+        return recorded_response(star, headers)
     return json_response(like_json(star, request.config_dict[BRIGHTNESS], time.time()), headers=headers)
 
 

@@ -9,9 +9,11 @@ from yarl import URL
 
 from ..actors.messages import CreateUser, DeleteUser, GetUser, ListUsers, UpdateUser, UserStarIds
 from ..errors import ValidationFailed
+from ..idempotency import Recorded
 from ..keys import ACTORS
 from ..users import RELATIONS, Relation
 from .body import load_body
+from .idempotent import IDEMPOTENCY_PARAM, held, idempotency_key, intent_of, recorded_response
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
@@ -47,10 +49,21 @@ async def list_users(request: web.Request) -> web.Response:
     return answer
 
 
-@doc("Create a user", tag="users", body=UserIn, responses={201: "User", 409: P, **BODY_ERRORS, **UNAVAILABLE})
+@doc(
+    "Create a user",
+    tag="users",
+    body=UserIn,
+    params=(IDEMPOTENCY_PARAM,),
+    responses={201: "User", 409: P, **BODY_ERRORS, **UNAVAILABLE},
+)
 async def create_user(request: web.Request) -> web.Response:
-    body = await load_body(request, UserIn, converter)
-    user = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email))
+    key = idempotency_key(request)
+    with held(request, key, "create-user"):
+        body = await load_body(request, UserIn, converter)
+        intent = intent_of(request, "create-user", key, "", converter.unstructure(body))
+        user = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email, intent))
+    if isinstance(user, Recorded):
+        return recorded_response(user)
     answer = json_response(user_json(user), status=201)
     answer.headers["Location"] = str(URL("/users") / user.id)
     return answer

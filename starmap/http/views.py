@@ -10,6 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+from yarl import URL
+
+from ..idempotency import Recorded
 from ..stars import Brightness, Star
 from ..users import User
 
@@ -58,3 +62,15 @@ class WireViews:
 
     def user(self, user: User) -> dict[str, Any]:
         return user_json(user)
+
+    # The answers recorded with a keyed write (``starmap.idempotency``): a pure function of
+    # what was written, so the first answer and every replay are the same bytes.
+    def star_created(self, star: Star) -> Recorded:
+        body = self.star(star, star.created_at, is_popular=False)
+        return Recorded(201, orjson.dumps(body), str(URL("/stars") / star.id))
+
+    def liked(self, star: Star) -> Recorded:
+        return Recorded(200, orjson.dumps(like_json(star, self.model, star.t0)))
+
+    def user_created(self, user: User) -> Recorded:
+        return Recorded(201, orjson.dumps(user_json(user)), str(URL("/users") / user.id))

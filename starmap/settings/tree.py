@@ -80,6 +80,8 @@ class ServerSettings:
     max_body_bytes: PositiveInt = env("API_MAX_BODY_BYTES", 64 * 1024)
     # A request body that has not arrived whole by then is answered 408 and its connection closed.
     body_timeout: PositiveFloat = env("API_BODY_TIMEOUT", 10.0)
+    # How long a write's Idempotency-Key is remembered: a retry within it replays the answer.
+    idempotency_ttl: PositiveFloat = env("API_IDEMPOTENCY_TTL", 86400.0)
     shutdown_timeout: PositiveFloat = env("SHUTDOWN_TIMEOUT", 3.0)
     admin_api_key: str | None = env("ADMIN_API_KEY", None, secret=True)
 

@@ -174,11 +174,37 @@ function say(text) {
   toastTimer = setTimeout(() => { toast.hidden = true; }, 4000);
 }
 
+// -- writes: JSON, keyed, retried -------------------------------------------------------------
+function newKey() {
+  // A random UUID (crypto.randomUUID needs a secure context; getRandomValues does not).
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+// One write, with one Idempotency-Key for all its tries: after a network error (the
+// answer lost, maybe after the server committed), a 503 or a key still in flight (409
+// with Retry-After) it is sent again, and the server counts it once. JSON, always: the
+// API refuses writes of any other type (no cross-site form can write).
+async function post(url, body, tries = 3) {
+  const init = { method: "POST", body: JSON.stringify(body),
+                 headers: { "Content-Type": "application/json", "Idempotency-Key": newKey() } };
+  for (let attempt = 1; ; attempt += 1) {
+    let answer = null;
+    try { answer = await fetch(url, init); } catch (error) { if (attempt >= tries) throw error; }
+    const again = answer === null || answer.status === 503 || (answer.status === 409 && answer.headers.get("Retry-After"));
+    if (!again || attempt >= tries) return answer;
+    const wait = Number(answer && answer.headers.get("Retry-After")) || 0.5 * 2 ** (attempt - 1);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 5) * 1000));
+  }
+}
+
 // -- likes ----------------------------------------------------------------------------------
 async function like(id) {
-  // JSON, always: the API refuses writes of any other type (no cross-site form can like).
-  const answer = await fetch(`/stars/${encodeURIComponent(id)}/like`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  let answer;
+  try { answer = await post(`/stars/${encodeURIComponent(id)}/like`, {}); } catch {
+    say("No connection: that like did not reach the sky."); return;
+  }
   if (answer.status === 429) {
     const wait = answer.headers.get("Retry-After") || "a few";
     say(`That's a lot of love! You can like again in ${wait} s.`);
@@ -204,8 +230,11 @@ function closeForm() { form.hidden = true; }
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = { x: Number(form.x.value), y: Number(form.y.value), message: form.message.value };
-  const answer = await fetch("/stars", { method: "POST", headers: { "Content-Type": "application/json" },
-                                         body: JSON.stringify(body) });
+  let answer;
+  try { answer = await post("/stars", body); } catch {
+    document.getElementById("form-error").textContent = "No connection: the star was not placed. Try again.";
+    return;
+  }
   const result = await answer.json().catch(() => ({}));
   if (answer.status === 201) { upsert(result); closeForm(); say("Your star is in the sky."); return; }
   const errors = Object.fromEntries((result.errors || []).map((e) => [e.field, e.message]));

@@ -2,7 +2,7 @@
 
 Hypothesis builds well-formed HTTP/1.1 requests whose contents are hostile: deep JSON,
 bodies in other encodings or with a BOM, lone surrogates, Unicode digits, non-UTF-8
-bytes in header values and percent-encoded junk in paths and queries. Every answer must
+bytes in header values (an ``Idempotency-Key`` among them) and percent-encoded junk in paths and queries. Every answer must
 be below 500, and every 4xx must be problem+json, whether the app or aiohttp's parser
 refused it (control bytes in headers, raw non-ASCII in the request line).
 """
@@ -110,13 +110,16 @@ QUERIES = ["", "?limit=\u0663", "?limit=%D9%A3", "?limit=%C2%B2", "?limit=%EF%BC
     query=st.sampled_from(QUERIES),
     body=bodies(),
     header=HEADER_BYTES,
+    # Hostile keys, and real ones: a valid key must not turn hostile content into a 5xx either.
+    idempotency_key=HEADER_BYTES | st.uuids().map(lambda u: str(u).encode()),
     content_type=st.sampled_from(
         [b"application/json", b"application/json; charset=utf-8", b"text/plain", b""]
     ),
 )
 def test_no_hostile_content_is_a_server_error(
     target: tuple[StarmapProcess, list[tuple[str, str]]],
-    data: Any, segment: str, query: str, body: bytes, header: bytes, content_type: bytes,
+    data: Any, segment: str, query: str, body: bytes, header: bytes, idempotency_key: bytes,
+    content_type: bytes,
 ) -> None:  # fmt: skip
     proc, operations = target
     method, path = data.draw(st.sampled_from(operations))
@@ -124,6 +127,7 @@ def test_no_hostile_content_is_a_server_error(
         f"{method} {fill(path, segment)}{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
         + b"X-API-Key: " + header + b"\r\nX-Forwarded-For: " + header + b", 127.0.0.1\r\n"
         + b"Last-Event-ID: " + header + b"\r\nX-Request-ID: " + header + b"\r\n"
+        + b"Idempotency-Key: " + idempotency_key + b"\r\n"
         + (b"Content-Type: " + content_type + b"\r\n" if content_type else b"")
         + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )  # fmt: skip

@@ -4,7 +4,9 @@ Likes that wait in the mailbox together (they arrive while the previous write is
 in flight) become one batch and one conditional write; every like of the batch
 is answered only after that write succeeded, so a 200 means durable. Each write
 carries a batch id kept on the entity, so a retry after a write whose outcome was
-unknown (a timeout) recognises it landed instead of counting it twice.
+unknown (a timeout) recognises it landed instead of counting it twice. A like with an
+Idempotency-Key has its answer recorded in the same batch (``starmap.idempotency``),
+so a client's own retry, even to another process, is recognised the same way.
 """
 
 from __future__ import annotations
@@ -115,9 +117,6 @@ class LikeCounter(Actor):
                     if row_key in keys:  # the same key twice in one batch: the second waits its turn
                         raise IdempotencyKeyInFlight("a like with this Idempotency-Key is being answered")
                     keys.add(row_key)
-                    if (replay := await self._recorded(like.intent)) is not None:
-                        results[i] = replay
-                        continue
                 await self._check_liker(like.user_id)
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
@@ -128,8 +127,10 @@ class LikeCounter(Actor):
             try:
                 star = await self._commit([messages[i] for i in counted])
             except AlreadyExists:
-                # Another replica recorded one of these keys meanwhile: it answers those (a
-                # replay, or a 422), the others are committed again.
+                # A key of this batch is recorded already: a retry of a like committed before
+                # (here or on another replica). Its record answers it (a replay, or a 422 for
+                # another request); the others are committed again. Optimistic on purpose: a
+                # first attempt, the common case, costs no read.
                 counted = [i for i in counted if not await self._settled(messages[i], i, results)]
                 continue
             except Exception as exc:

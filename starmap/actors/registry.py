@@ -202,12 +202,13 @@ class StarRegistry(Actor):
     async def _write(self, cmd: CreateStar, star_id: str) -> Star | Recorded:
         """The durable part of a create: the user checked, the star and its owner's record written.
 
-        With an Idempotency-Key: the answer recorded before, if any; else the record is
-        written in the star's own batch.
+        With an Idempotency-Key the record is written in the star's own batch; a star or a
+        record already there (an earlier try of the key, here or on another replica) is
+        answered from the record. A first try, the common case, costs no extra read.
         """
-        if (replay := await self._recorded(cmd, star_id)) is not None:
-            return replay
-        if star_id in self.index:
+        if star_id in self.index:  # taken, or made by an earlier try of this key
+            if (replay := await self._recorded(cmd, star_id)) is not None:
+                return replay
             raise AlreadyExists(f"star id {star_id!r} is taken")
         if cmd.user_id is not None:
             await self.users.ask(CheckUser(cmd.user_id))

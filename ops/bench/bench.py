@@ -53,9 +53,15 @@ def get(url: str, timeout: float = 60) -> Any:
 
 
 def wrk(url: str, *, path: str, method: str = "GET", connections: int = 64, seconds: int = 10,
-        stars: int = 1000) -> dict[str, Any]:  # fmt: skip
-    """One wrk run; its JSON summary plus throughput."""
-    env = {**os.environ, "WRK_PATH": path, "WRK_METHOD": method, "STARS": str(stars)}
+        stars: int = 1000, keyed: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One wrk run; its JSON summary plus throughput (``keyed``: an Idempotency-Key per POST)."""
+    env = {
+        **os.environ,
+        "WRK_PATH": path,
+        "WRK_METHOD": method,
+        "STARS": str(stars),
+        "WRK_KEYED": str(int(keyed)),
+    }
     done = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url],
         capture_output=True, text=True, env=env, check=True,
@@ -140,12 +146,13 @@ def ratio(ours: dict[str, Any], bare: dict[str, Any]) -> float:
     return round(ours["rps"] / bare["rps"], 3) if bare["rps"] else 0.0
 
 
-def scenario_likes(mode: Mode, seconds: int) -> dict[str, Any]:
-    label = "likes"
+def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False) -> dict[str, Any]:
+    """Likes on 1,000 stars; ``keyed``: each with its own Idempotency-Key, as the page sends them."""
+    label = "likeskeyed" if keyed else "likes"
     seed(mode.server_env(label), 1000)
     server = mode.start(label, API_RATE_LIMIT_TIMES="1000000000")
     try:
-        ours = wrk(server.url, path="/stars/{id}/like", method="POST", seconds=seconds)
+        ours = wrk(server.url, path="/stars/{id}/like", method="POST", seconds=seconds, keyed=keyed)
         time.sleep(0.5)
         counted = sum(s["likes"] for s in get(f"{server.url}/stars"))
         rss = rss_kb(server.proc.pid)  # type: ignore[union-attr]
@@ -347,7 +354,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mode", choices=["embedded", "azurite"], default="embedded")
-    parser.add_argument("--only", default="likes,get,list,sse", help="comma-separated scenarios")
+    parser.add_argument("--only", default="likes,keyed,get,list,sse", help="comma-separated scenarios")
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
     parser.add_argument("--sse", default="1000,5000,10000", help="subscriber counts for the memory scenario")
@@ -363,6 +370,8 @@ def main() -> None:
         try:
             if "likes" in wanted:
                 report["likes"] = scenario_likes(mode, args.seconds)
+            if "keyed" in wanted:
+                report["likes_keyed"] = scenario_likes(mode, args.seconds, keyed=True)
             if "get" in wanted:
                 report["get_one_star"] = scenario_get(mode, args.seconds)
             if "list" in wanted:

@@ -1,5 +1,6 @@
 -- wrk script for Star Map benchmarks: the path comes from WRK_PATH ("{id}" becomes a
--- random star id s1..sSTARS), the method from WRK_METHOD; done() prints one JSON line
+-- random star id s1..sSTARS), the method from WRK_METHOD; with WRK_KEYED=1 every POST
+-- carries a fresh Idempotency-Key (as the page sends); done() prints one JSON line
 -- (prefixed "JSON") that ops/bench/bench.py reads.
 local threads = {}
 
@@ -12,13 +13,19 @@ function init(args)
   path = os.getenv("WRK_PATH") or "/"
   method = os.getenv("WRK_METHOD") or "GET"
   stars = tonumber(os.getenv("STARS") or "1000")
+  keyed = os.getenv("WRK_KEYED") == "1"
   math.randomseed(os.time() + (tonumber(tostring({}):sub(8)) or 0))
 end
 
 function request()
   local p = path:gsub("{id}", "s" .. math.random(1, stars))
   if method == "POST" then  -- writes are JSON, as the API requires (an empty object: a plain like)
-    return wrk.format(method, p, { ["Content-Type"] = "application/json" }, "{}")
+    local headers = { ["Content-Type"] = "application/json" }
+    if keyed then
+      headers["Idempotency-Key"] = string.format("%08x-%08x-%08x-%08x", math.random(0, 0x7fffffff),
+        math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+    end
+    return wrk.format(method, p, headers, "{}")
   end
   return wrk.format(method, p)
 end

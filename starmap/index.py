@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
 from .errors import ValidationFailed
-from .stars import BBox, Star
+from .stars import BBox, Star, digest
 
 __all__ = ("OrderedIndex", "StarIndex", "decode_cursor", "encode_cursor")
 
@@ -126,24 +126,39 @@ def _cell(v: float) -> int:
 
 
 class StarIndex(OrderedIndex[Star]):
-    """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells."""
+    """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells.
 
-    __slots__ = ("_grid",)
+    ``digest`` is the XOR of every star's ``stars.digest``, kept as stars change: the
+    same stars give the same digest on every replica, whatever order they came in.
+    """
+
+    __slots__ = ("_grid", "digest")
 
     def __init__(self, stars: Iterable[Star] = ()) -> None:
         super().__init__(stars)
         self._grid: dict[tuple[int, int], set[str]] = {}
+        self.digest = 0
         for star in self:
             self._grid.setdefault((_cell(star.x), _cell(star.y)), set()).add(star.id)
+            self.digest ^= digest(star)
 
     def add(self, item: Star) -> None:
         super().add(item)
         self._grid.setdefault((_cell(item.x), _cell(item.y)), set()).add(item.id)
+        self.digest ^= digest(item)
+
+    def replace(self, item: Star) -> bool:
+        old = self._by_id.get(item.id)
+        if old is None or not super().replace(item):
+            return False
+        self.digest ^= digest(old) ^ digest(item)
+        return True
 
     def remove(self, entity_id: str) -> Star | None:
         star = super().remove(entity_id)
         if star is not None:
             self._grid[(_cell(star.x), _cell(star.y))].discard(entity_id)
+            self.digest ^= digest(star)
         return star
 
     def in_box(self, box: BBox) -> list[Star]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from typing import Any, Final
 
 import attrs
+import orjson
 
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .settings import StarSettings
@@ -18,6 +20,7 @@ __all__ = (
     "Brightness",
     "Star",
     "bucket",
+    "digest",
     "is_star_row",
     "star_census",
     "star_from_entity",
@@ -96,6 +99,17 @@ class Star:
             last_liked=now,
             batches=(*self.batches, batch_id)[-RECENT_BATCHES:],
         )
+
+
+def digest(star: Star) -> int:
+    """64 bits that change exactly when what a client sees of the star changes, on any replica.
+
+    The state, not a rendering: brightness now is computed from ``b0`` and ``t0``, so the
+    digest stays put while the star fades (a weak validator's promise).
+    """
+    state = (star.id, star.x, star.y, star.message, star.b0, star.t0, star.likes, star.created_at,
+             star.last_liked, star.user_id)  # fmt: skip
+    return int.from_bytes(hashlib.blake2b(orjson.dumps(state), digest_size=8).digest(), "big")
 
 
 def star_to_entity(star: Star) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Hypothesis builds well-formed HTTP/1.1 requests whose contents are hostile: deep JSON,
 bodies in other encodings or with a BOM, lone surrogates, Unicode digits, non-UTF-8
-bytes in header values (an ``Idempotency-Key`` among them) and percent-encoded junk in paths and queries. Every answer must
-be below 500, and every 4xx must be problem+json, whether the app or aiohttp's parser
-refused it (control bytes in headers, raw non-ASCII in the request line).
+bytes in header values (an ``Idempotency-Key`` among them) and percent-encoded junk in
+paths and queries. Every answer must be below 500, and every 4xx must be problem+json,
+whether the app or aiohttp's parser refused it (control bytes in headers, raw non-ASCII in
+the request line).
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ async def test_create_then_get(client: Client) -> None:
     star = await answer.json()
     assert answer.headers["Location"] == f"/stars/{star['id']}"
     assert set(star) == {
-        "id", "x", "y", "message", "brightness", "last_liked", "likes", "created_at", "user_id", "is_popular"
+        "id", "x", "y", "message", "brightness", "base_brightness", "last_liked", "likes", "created_at",
+        "user_id", "is_popular",
     }  # fmt: skip
     assert (star["x"], star["y"], star["message"], star["likes"], star["user_id"]) == (
         -0.5,
@@ -187,7 +188,7 @@ async def test_a_like_brightens_and_records_the_user(client: Client) -> None:
     answer = await client.post("/stars/deneb/like", json={"user_id": "ada"})
     body = await answer.json()
     assert answer.status == 200
-    assert set(body) == {"id", "brightness", "last_liked", "likes"}
+    assert set(body) == {"id", "brightness", "base_brightness", "last_liked", "likes"}
     assert body["likes"] == 1
     assert 69.9 < body["brightness"] <= 70
     relation = await store.get(USER_STARS, "ada", "liked:deneb")

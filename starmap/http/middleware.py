@@ -1,4 +1,5 @@
-"""The one middleware: a request id for the logs, every error as problem+json, metrics.
+"""The one middleware: a request id for the logs, every error as problem+json, metrics,
+and every answer finished (304 for a held ETag, JSON compressed when it may be).
 
 Request ids are honoured when a client (or the ingress) sends a sane one, made
 otherwise. One middleware for all three: aiohttp wraps every middleware in a
@@ -21,6 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 from ..logs import REQUEST_ID, REQUEST_ID_KEY
 from ..metrics import METHODS, Metrics
 from .problems import answer_error
+from .representation import finish
 
 __all__ = ("HEADER", "add_request_id_header", "front_middleware")
 
@@ -50,7 +52,7 @@ def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middl
         status = 500
         try:
             try:
-                response = await handler(request)
+                response = finish(request, await handler(request))
             except ConnectionResetError:  # the client hung up (mid-body, say): nobody to answer
                 log.debug("%s %r: the client went away before its answer", request.method, request.path)
                 response = web.Response(status=CLIENT_CLOSED)

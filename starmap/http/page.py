@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import importlib.resources
 from pathlib import Path
 from typing import Final
@@ -80,5 +82,9 @@ async def config(request: web.Request) -> web.Response:
             "popularity_threshold": settings.redis.popularity_threshold,
             "popularity_window": settings.redis.popularity_window,
             "rate_limit": {"times": settings.rate_limit.times, "seconds": settings.rate_limit.seconds},
-        }
+            # The server's clock (epoch seconds): a client fades `base_brightness` from
+            # `last_liked` by this clock, not its own, however far its own is off.
+            "server_time": time.time(),
+        },
+        headers={"Cache-Control": "no-store"},
     )

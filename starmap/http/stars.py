@@ -34,6 +34,15 @@ from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .paging import link_next, parse_limit
 from .problems import problem
+from .representation import (
+    GZIP_LEVEL,
+    MIN_COMPRESSED,
+    accepts_gzip,
+    compress,
+    not_modified,
+    star_tag,
+    weak_tag,
+)
 from .schemas import LikeIn, StarIn, check_id, converter
 from .views import like_json, star_json
 
@@ -55,11 +64,13 @@ __all__ = (
     "list_stars",
     "popular_stars",
     "render_stars",
+    "tagged_stars",
     "ListCache",
 )
 
 MAX_BATCH_IDS: Final = 100
 LIST_CACHE_SECONDS: Final = 1.0
+BIG_LIST: Final = 1 << 20  # bytes
 
 
 def _star_id(request: web.Request) -> str:
@@ -89,7 +100,7 @@ class ListCache:
 
     Brightness is computed at render time, so a cached list is at most
     ``LIST_CACHE_SECONDS`` behind the decay; any change to a star or to the popular
-    set renders it anew.
+    set renders it anew. Its gzip encoding is made once per rendering, when first asked.
     """
 
     index: StarIndex | None = None
@@ -97,6 +108,7 @@ class ListCache:
     popular: dict[str, int] | None = None
     rendered_at: float = 0.0
     body: bytes = b""
+    gzipped: bytes | None = None
 
     def get(self, index: StarIndex, popular: dict[str, int], now: float) -> bytes | None:
         fresh = (self.index is index and self.version == index.version and self.popular is popular
@@ -111,6 +123,12 @@ class ListCache:
             now,
             body,
         )
+        self.gzipped = None
+
+    def gzip(self) -> bytes:
+        if self.gzipped is None:  # a large list: the fastest level (most of the gain, a fraction of the time)
+            self.gzipped = compress(self.body, level=1 if len(self.body) > BIG_LIST else GZIP_LEVEL)
+        return self.gzipped
 
 
 def _parse_bbox(raw: str | None) -> BBox | None:
@@ -138,14 +156,31 @@ async def list_stars(request: web.Request) -> web.Response:
     index = actors.stars()
     if limit is None and bbox is None:  # the whole sky: the hot read of every map page
         cache, popular, now = request.config_dict[LIST_CACHE], await actors.popular(), time.time()
+        tag = weak_tag("stars", index.digest, len(index), sorted(popular))
+        if (unchanged := not_modified(request, tag)) is not None:
+            return unchanged
         body = cache.get(index, popular, now)
         if body is None:
             body = orjson.dumps(_as_json(request, index, popular, now))
             cache.put(index, popular, now, body)
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+        headers = {"ETag": tag, "Vary": "Accept-Encoding"}
+        if len(body) >= MIN_COMPRESSED and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            body, headers["Content-Encoding"] = cache.gzip(), "gzip"
+        return web.Response(body=body, content_type="application/json", charset="utf-8", headers=headers)
     stars, next_cursor = index.page(limit=limit, cursor=cursor, bbox=bbox)
-    answer = json_response(await render_stars(request, stars))
+    answer = await tagged_stars(request, "stars", stars, next_cursor)
     link_next(request, answer, next_cursor)
+    return answer
+
+
+async def tagged_stars(request: web.Request, kind: str, stars: list[Star], *extra: object) -> web.Response:
+    """Stars as JSON with their ETag; a 304 (nothing rendered) when the client holds it."""
+    popular = await request.config_dict[ACTORS].popular()
+    tag = star_tag(kind, stars, popular, *extra)
+    if (unchanged := not_modified(request, tag)) is not None:
+        return unchanged
+    answer = json_response(_as_json(request, stars, popular, time.time()))
+    answer.headers["ETag"] = tag
     return answer
 
 
@@ -186,8 +221,12 @@ async def get_star(request: web.Request) -> web.Response:
     star = actors.stars().get(star_id)
     if star is None:  # not in this replica's index (yet): the registry's point read
         star = await actors.registry.ask(GetStar(star_id))
-    [rendered] = await render_stars(request, [star])
-    return json_response(rendered)
+    popular = await actors.popular()
+    tag = star_tag("star", [star], popular)
+    if (unchanged := not_modified(request, tag)) is not None:
+        return unchanged
+    [rendered] = _as_json(request, [star], popular, time.time())
+    return json_response(rendered, headers={"ETag": tag})
 
 
 @doc(
@@ -201,7 +240,7 @@ async def get_stars_batch(request: web.Request) -> web.Response:
         raise ValidationFailed({"ids": f"at most {MAX_BATCH_IDS} ids, not {len(ids)}"})
     index = request.config_dict[ACTORS].stars()
     stars = [s for s in (index.get(i) for i in dict.fromkeys(ids)) if s is not None]
-    return json_response(await render_stars(request, stars))
+    return await tagged_stars(request, "stars", stars)
 
 
 @doc("Delete a star", tag="stars", responses={200: "Deleted", 404: P, **UNAVAILABLE})
@@ -266,7 +305,7 @@ async def _like(request: web.Request, star_id: str, key: str | None) -> web.Resp
 async def active_stars(request: web.Request) -> web.Response:
     window = request.config_dict[SETTINGS].redis.popularity_window
     stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
-    return json_response(await render_stars(request, stars))
+    return await tagged_stars(request, "active", stars)
 
 
 @doc("Popular stars, most liked first", tag="stars", responses={200: "StarList", **UNAVAILABLE})
@@ -276,4 +315,7 @@ async def popular_stars(request: web.Request) -> web.Response:
     index = actors.stars()
     ranked = sorted(counts, key=lambda sid: counts[sid], reverse=True)
     stars = [s for s in map(index.get, ranked) if s is not None]
-    return json_response(_as_json(request, stars, counts, time.time()))
+    tag = star_tag("popular", stars, counts, [counts[s.id] for s in stars])
+    if (unchanged := not_modified(request, tag)) is not None:
+        return unchanged
+    return json_response(_as_json(request, stars, counts, time.time()), headers={"ETag": tag})

@@ -18,8 +18,9 @@ from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .paging import link_next, parse_limit
+from .representation import body_tag
 from .schemas import UserIn, check_id, converter
-from .stars import BODY_ERRORS, CURSOR, LIMIT, UNAVAILABLE, render_stars
+from .stars import BODY_ERRORS, CURSOR, LIMIT, UNAVAILABLE, tagged_stars
 from .views import user_json
 
 __all__ = ("create_user", "delete_user", "get_user", "list_users", "update_user", "user_stars")
@@ -46,6 +47,7 @@ async def list_users(request: web.Request) -> web.Response:
     page = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
     answer = json_response([user_json(u) for u in page.users])
     link_next(request, answer, page.next_cursor)
+    answer.headers["ETag"] = body_tag(answer.body)  # type: ignore[arg-type]  # bytes: json_response's
     return answer
 
 
@@ -72,7 +74,9 @@ async def create_user(request: web.Request) -> web.Response:
 @doc("One user", tag="users", responses={200: "User", 404: P, **UNAVAILABLE})
 async def get_user(request: web.Request) -> web.Response:
     user = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
-    return json_response(user_json(user))
+    answer = json_response(user_json(user))
+    answer.headers["ETag"] = body_tag(answer.body)  # type: ignore[arg-type]  # bytes: json_response's
+    return answer
 
 
 @doc(
@@ -109,4 +113,4 @@ async def user_stars(request: web.Request) -> web.Response:
     ids = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
     index = actors.stars()
     stars = [s for s in map(index.get, ids) if s is not None]
-    return json_response(await render_stars(request, stars))
+    return await tagged_stars(request, "user-stars", stars)

@@ -21,13 +21,18 @@ __all__ = ("WireViews", "like_json", "star_json", "user_json")
 
 
 def star_json(star: Star, model: Brightness, now: float, *, is_popular: bool) -> dict[str, Any]:
-    """A star; its brightness as of ``now`` (clients fade it further with /config.json)."""
+    """A star; its brightness as of ``now``, and ``base_brightness`` as of ``last_liked``.
+
+    From the base, ``last_liked`` and /config.json a client computes the brightness at any
+    time, so a representation revalidated with ``If-None-Match`` (304) stays exact.
+    """
     return {
         "id": star.id,
         "x": star.x,
         "y": star.y,
         "message": star.message,
         "brightness": round(model.at(star.b0, star.t0, now), 6),
+        "base_brightness": round(star.b0, 6),
         "last_liked": star.last_liked,
         "likes": star.likes,
         "created_at": star.created_at,
@@ -41,6 +46,7 @@ def like_json(star: Star, model: Brightness, now: float) -> dict[str, Any]:
     return {
         "id": star.id,
         "brightness": round(model.at(star.b0, star.t0, now), 6),
+        "base_brightness": round(star.b0, 6),
         "last_liked": star.last_liked,
         "likes": star.likes,
     }

@@ -3,7 +3,8 @@
 
 const state = {
   config: { half_life: 3600, boost: 20, floor: 20 },
-  stars: new Map(), // id → {id, x, y, message, likes, brightness, at (ms, when brightness was true)}
+  skew: 0, // seconds the server's clock is ahead of this one (from /config.json)
+  stars: new Map(), // id → {id, x, y, message, likes, base (brightness at t0), t0 (server epoch s)}
   hover: null,
   focused: null,
 };
@@ -18,9 +19,11 @@ const list = document.getElementById("stars");
 const form = document.getElementById("place-form");
 
 // -- the brightness model, as on the server ---------------------------------------------
+// A star carries its brightness as of its last like (base_brightness at last_liked): any
+// answer, fresh or revalidated from the cache (304), fades from there by the server's clock.
 function brightnessNow(star, now = Date.now()) {
-  const elapsed = Math.max(0, (now - star.at) / 1000);
-  return Math.max(state.config.floor, star.brightness * Math.pow(2, -elapsed / state.config.half_life));
+  const elapsed = Math.max(0, now / 1000 + state.skew - star.t0);
+  return Math.max(state.config.floor, star.base * Math.pow(2, -elapsed / state.config.half_life));
 }
 
 // -- coordinates: the sky is [-1, 1]², y up ---------------------------------------------
@@ -123,7 +126,7 @@ function removeItem(id) {
 // -- state changes ----------------------------------------------------------------------
 function upsert(data) {
   const star = { id: data.id, x: data.x, y: data.y, message: data.message, likes: data.likes,
-                 brightness: data.brightness, at: Date.now() };
+                 base: data.base_brightness, t0: data.last_liked };
   const old = state.stars.get(star.id);
   if (old && state.hover === old) state.hover = star;
   if (old && state.focused === old) state.focused = star;
@@ -213,7 +216,9 @@ async function like(id) {
   if (!answer.ok) { say("That star could not be liked just now."); return; }
   const result = await answer.json();
   const star = state.stars.get(id);
-  if (star && result.likes >= star.likes) upsert({ ...star, likes: result.likes, brightness: result.brightness });
+  if (star && result.likes >= star.likes) {
+    upsert({ ...star, likes: result.likes, base_brightness: result.base_brightness, last_liked: result.last_liked });
+  }
 }
 
 // -- placing a star ---------------------------------------------------------------------
@@ -283,8 +288,9 @@ async function start() {
   resize();
   window.addEventListener("resize", () => { resize(); redraw(); });
   try {
-    const config = await (await fetch("/config.json")).json();
+    const config = await (await fetch("/config.json", { cache: "no-store" })).json();
     state.config = { half_life: config.brightness_half_life, boost: config.like_boost, floor: config.min_brightness };
+    state.skew = config.server_time - Date.now() / 1000;
   } catch (error) { /* the defaults above are the server's defaults */ }
   connect();
   await refetch();

@@ -1,0 +1,117 @@
+"""Conditional and compressed answers: ``ETag`` + ``If-None-Match`` → 304, gzip when asked.
+
+Read endpoints tag their answers with a weak ``ETag`` computed from the data behind
+them, never from a rendering: a star's tag comes from its state (``stars.digest``), so
+it stays put while the star fades and is the same on every replica holding the same
+data. A tag the client already has answers 304 with no body (``not_modified``, before
+anything is rendered where the handler can tell early; ``finish`` checks every tagged
+answer). JSON of at least ``MIN_COMPRESSED`` bytes goes out gzip-encoded when the
+client's ``Accept-Encoding`` allows, with ``Vary: Accept-Encoding``; an answer that is
+already encoded (the cached whole-sky list, compressed once per rendering) is left as it is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Container, Iterable
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+from ..stars import Star, digest
+
+__all__ = (
+    "MIN_COMPRESSED",
+    "accepts_gzip",
+    "body_tag",
+    "compress",
+    "finish",
+    "not_modified",
+    "star_tag",
+    "weak_tag",
+)
+
+MIN_COMPRESSED: Final = 1024
+GZIP_LEVEL: Final = 5  # the usual balance; the whole-sky list uses a faster level (see ListCache)
+CACHE_CONTROL: Final = "no-cache"  # keep it, but ask every time: a 304 costs no body
+JSON_TYPES: Final = frozenset({"application/json", "application/problem+json"})
+
+
+def weak_tag(*parts: object) -> str:
+    """A weak validator over ``parts`` (JSON-encodable): equal parts, equal tags, on any replica."""
+    return 'W/"%s"' % hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()  # noqa: UP031
+
+
+def star_tag(kind: str, stars: Iterable[Star], popular: Container[str], *extra: object) -> str:
+    """The tag of a list of stars as answered: each one's state and popularity, in order."""
+    return weak_tag(kind, [(digest(s), s.id in popular) for s in stars], *extra)
+
+
+def body_tag(body: bytes) -> str:
+    """For answers with nothing time-dependent in them: the body itself decides."""
+    return 'W/"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()  # noqa: UP031
+
+
+def _hits(if_none_match: str, tag: str) -> bool:
+    """RFC 9110's weak comparison against a list of tags (or ``*``)."""
+    if if_none_match.strip() == "*":
+        return True
+    opaque = tag.removeprefix("W/")
+    return any(candidate.strip().removeprefix("W/") == opaque for candidate in if_none_match.split(","))
+
+
+def not_modified(request: web.Request, tag: str) -> web.Response | None:
+    """A 304 when the client holds ``tag`` already (GET and HEAD); None otherwise."""
+    header = request.headers.get("If-None-Match")
+    if header is None or request.method not in ("GET", "HEAD") or not _hits(header, tag):
+        return None
+    return web.Response(
+        status=304, headers={"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    )
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip`` or ``*`` with a non-zero ``q``)."""
+    allowed: dict[str, bool] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        allowed[coding.strip()] = q > 0
+    return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
+
+
+def compress(body: bytes, level: int = GZIP_LEVEL) -> bytes:
+    return gzip.compress(body, compresslevel=level, mtime=0)  # mtime 0: the same bytes every time
+
+
+def finish(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Every answer on its way out: 304 for a tag the client holds; JSON compressed if it may be."""
+    if not isinstance(response, web.Response) or response.status != 200:
+        return response
+    tag = response.headers.get("ETag")
+    if tag is not None:
+        response.headers.setdefault("Cache-Control", CACHE_CONTROL)
+        if (unchanged := not_modified(request, tag)) is not None:
+            return unchanged
+    body = response.body
+    if (
+        isinstance(body, bytes)
+        and len(body) >= MIN_COMPRESSED
+        and response.content_type in JSON_TYPES
+        and "Content-Encoding" not in response.headers
+    ):
+        vary = response.headers.get("Vary")
+        response.headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
+        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            response.body = compress(body)
+            response.headers["Content-Encoding"] = "gzip"
+    return response

@@ -1,0 +1,179 @@
+"""Conditional and compressed reads: ETags from the data (stable while stars fade, equal across
+replicas), 304 with no body, gzip when the client allows it, the whole sky compressed once."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from starmap.http.representation import accepts_gzip
+from starmap.keys import LIST_CACHE
+
+from .conftest import MakeClient, MakeProcess
+from .load import create_star
+from .rig import RedisServer
+
+Client = TestClient[web.Request, web.Application]
+JSON = {"Content-Type": "application/json"}
+
+
+async def seed(client: Client, stars: int = 3) -> dict[str, Any]:
+    for i in range(stars):
+        body = {
+            "x": i % 10 / 10,
+            "y": -i % 10 / 10,
+            "message": f"star number {i} " + "✨" * 20,
+            "id": f"s{i}",
+        }
+        assert (await client.post("/stars", json=body)).status == 201
+    user: dict[str, Any] = await (
+        await client.post("/users", json={"name": "Ada", "email": "a@b.org"})
+    ).json()
+    await client.post("/stars/s0/like", json={"user_id": user["id"]})
+    return user
+
+
+def reads(user_id: str) -> list[str]:
+    return [
+        "/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/s0", "/stars/active",
+        "/stars/popular", "/stars/batch/s0,s1", "/users", f"/users/{user_id}",
+        f"/users/{user_id}/stars?relation=liked",
+    ]  # fmt: skip
+
+
+async def test_every_read_answers_304_for_the_tag_it_gave(client: Client) -> None:
+    user = await seed(client)
+    for path in reads(user["id"]):
+        first = await client.get(path)
+        assert first.status == 200, path
+        tag = first.headers["ETag"]
+        assert tag.startswith('W/"') and first.headers["Cache-Control"] == "no-cache", path
+        again = await client.get(path, headers={"If-None-Match": tag})
+        assert again.status == 304, path
+        assert await again.read() == b"" and again.headers["ETag"] == tag, path
+        listed = await client.get(path, headers={"If-None-Match": f'W/"other", {tag.removeprefix("W/")}'})
+        assert listed.status == 304, path  # one of several, compared weakly
+        assert (await client.get(path, headers={"If-None-Match": 'W/"other"'})).status == 200, path
+        head = await client.head(path, headers={"If-None-Match": tag})
+        assert head.status == 304, path
+
+
+async def test_a_tag_changes_exactly_when_the_data_does(client: Client) -> None:
+    user = await seed(client)
+    before = {p: (await client.get(p)).headers["ETag"] for p in reads(user["id"])}
+    await asyncio.sleep(1.1)  # the stars faded (brightness changed): the data did not
+    faded = {p: (await client.get(p)).headers["ETag"] for p in reads(user["id"])}
+    assert faded == before
+    await client.post("/stars/s1/like", json={"user_id": user["id"]})
+    after = {p: (await client.get(p)).headers["ETag"] for p in reads(user["id"])}
+    changed = {p for p in before if after[p] != before[p]}
+    # s1 is in the whole list, the first page, the box, the batch, the active and liked lists;
+    # s0 and the users did not change.
+    assert changed == {"/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/active",
+                       "/stars/batch/s0,s1", f"/users/{user['id']}/stars?relation=liked"}  # fmt: skip
+    await client.put(f"/users/{user['id']}", json={"name": "Ada L", "email": "a@b.org"})
+    assert (await client.get(f"/users/{user['id']}")).headers["ETag"] != before[f"/users/{user['id']}"]
+
+
+async def test_a_304_lets_the_client_compute_brightness_now(client: Client) -> None:
+    """The representation carries the base: what was cached fades exactly as the server's does."""
+    await seed(client, 1)
+    config = await (await client.get("/config.json")).json()
+    star = await (await client.get("/stars/s0")).json()
+    await asyncio.sleep(0.5)
+    fresh = await (await client.get("/stars/s0")).json()
+    server_now = (await (await client.get("/config.json")).json())["server_time"]
+    # The formula, from the older copy: what a page does with a representation revalidated by a 304.
+    half_life, floor = config["brightness_half_life"], config["min_brightness"]
+    computed = max(floor, star["base_brightness"] * 2 ** (-(server_now - star["last_liked"]) / half_life))
+    assert computed == pytest.approx(fresh["brightness"], abs=0.01)
+
+
+async def test_json_over_a_kibibyte_is_gzipped_when_allowed(client: Client) -> None:
+    await seed(client, 20)
+    url = client.make_url("/stars")
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        for path in ("/stars", "/stars?limit=20", "/stars/active"):
+            url = client.make_url(path)
+            async with raw.get(url, headers={"Accept-Encoding": "gzip, deflate"}) as answer:
+                assert answer.headers["Content-Encoding"] == "gzip", path
+                assert "Accept-Encoding" in answer.headers["Vary"], path
+                body = json.loads(gzip.decompress(await answer.read()))
+                assert len(body) == 20, path
+            async with raw.get(url, headers={"Accept-Encoding": "gzip;q=0, identity"}) as answer:
+                assert (
+                    "Content-Encoding" not in answer.headers and "Accept-Encoding" in answer.headers["Vary"]
+                )
+                assert len(json.loads(await answer.read())) == 20
+        async with raw.get(client.make_url("/stars/s0"), headers={"Accept-Encoding": "gzip"}) as answer:
+            assert "Content-Encoding" not in answer.headers  # under 1 KiB: not worth it
+
+
+async def test_the_whole_sky_is_compressed_once_per_rendering(client: Client) -> None:
+    await seed(client, 20)
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        bodies = []
+        for _ in range(3):
+            async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
+                bodies.append(await answer.read())
+        cache = client.app[LIST_CACHE]
+        assert cache.gzipped is not None and bodies[0] == bodies[1] == bodies[2] == cache.gzipped
+        compressed = cache.gzipped
+        async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
+            await answer.read()
+        assert cache.gzipped is compressed  # not compressed again for another request
+        await client.post("/stars/s3/like", data="{}", headers=JSON)
+        async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
+            assert json.loads(gzip.decompress(await answer.read()))[3]["likes"] == 1
+        assert cache.gzipped is not compressed
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip_ok"),
+    [("gzip", True), ("GZIP", True), ("br;q=1.0, gzip;q=0.8", True), ("gzip;q=0", False), ("identity", False),
+     ("*", True), ("*;q=0", False), ("", False), ("x-gzip", True), ("gzip;q=bad", False), ("deflate", False)],
+)  # fmt: skip
+def test_accept_encoding_is_read_with_its_weights(header: str, gzip_ok: bool) -> None:
+    assert accepts_gzip(header) is gzip_ok
+
+
+async def test_the_same_data_has_the_same_tags_on_every_replica_and_after_a_restart(
+    make_client: MakeClient,
+) -> None:
+    first = await make_client()
+    user = await seed(first)
+    tags = {p: (await first.get(p)).headers["ETag"] for p in reads(user["id"])}
+    await first.close()
+    again = await make_client()  # another process's index, loaded from the store
+    assert {p: (await again.get(p)).headers["ETag"] for p in reads(user["id"])} == tags
+
+
+@pytest.mark.parametrize("backend", ["azurite"])
+async def test_replicas_agree_on_tags(make_process: MakeProcess, redis_server: RedisServer) -> None:
+    shared = {"API_RATE_LIMIT_TIMES": "1000", **redis_server.env()}
+    one, two = make_process(**shared), make_process(**shared)
+    for star in ("a", "b"):
+        await create_star(one.url, star)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{two.url}/stars/a/like", data="{}", headers=JSON) as answer:
+            assert answer.status == 200
+        for path in ("/stars", "/stars/a", "/stars?limit=1", "/stars/batch/a,b"):
+            tags: set[str] = set()
+            for _ in range(50):  # the like reaches the other replica's index through Redis
+                tags = set()
+                for url in (one.url, two.url):
+                    async with http.get(url + path) as answer:
+                        tags.add(answer.headers["ETag"])
+                if len(tags) == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(tags) == 1, path
+            async with http.get(one.url + path, headers={"If-None-Match": tags.pop()}) as answer:
+                assert answer.status == 304

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 import attrs
@@ -26,7 +26,7 @@ import orjson
 
 from .settings import SseSettings
 
-__all__ = ("SEP", "TOPICS", "Event", "Hub", "Publisher", "Relay", "Sink", "parse_event_id")
+__all__ = ("SEP", "TOPICS", "Event", "Hub", "Point", "Publisher", "Relay", "Sink", "parse_event_id")
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ TOPICS: Final = ("stars", "users")
 SEP: Final = "\r\n"  # aiohttp-sse writes CRLF; one line ending throughout a stream
 _END: Final = (SEP + SEP).encode()
 Data = dict[str, Any]
+Point = tuple[float, float]
+Wants = Callable[[Point | None], bool]  # a sink's filter by an event's point (None: no point)
 
 
 def parse_event_id(value: str) -> tuple[int, int] | None:
@@ -58,6 +60,12 @@ class Event:
     type: str
     data: dict[str, Any]
     payload: bytes = attrs.field(repr=False, eq=False)  # the SSE frame, the same for every sink
+    point: Point | None = None  # where a star event happened: what viewport streams filter on
+
+    @property
+    def envelope(self) -> bytes:
+        """``{"topic", "type", "data"}`` as JSON: the frame's data line, sliced, not encoded again."""
+        return self.payload[self.payload.index(b"data: ") + len(b"data: ") : -len(_END)]
 
 
 class Publisher(Protocol):
@@ -72,9 +80,16 @@ class Publisher(Protocol):
 EventId = tuple[int, int]
 
 
+def _point(data: Data) -> Point | None:
+    x, y = data.get("x"), data.get("y")
+    if isinstance(x, int | float) and isinstance(y, int | float):
+        return float(x), float(y)
+    return None
+
+
 def _event(event_id: str, parsed: EventId, topic: str, type_: str, data: Data) -> Event:
     payload = frame(event_id, {"topic": topic, "type": type_, "data": data})
-    return Event(event_id, parsed, topic, type_, data, payload)
+    return Event(event_id, parsed, topic, type_, data, payload, _point(data))
 
 
 class Relay(Protocol):
@@ -91,8 +106,9 @@ class Relay(Protocol):
 class Sink(Protocol):
     """Where the hub sends each frame of the topics it subscribed to (the HTTP side provides them)."""
 
-    def send(self, payload: bytes) -> bool:
-        """Take one frame; False when this sink is to be dropped (it then gets nothing more)."""
+    def send(self, payload: bytes, point: Point | None) -> bool:
+        """Take one frame (``point``: where its star is, if it is a star's); False when this
+        sink is to be dropped (it then gets nothing more)."""
 
 
 class Hub:
@@ -151,13 +167,13 @@ class Hub:
         event = _event(event_id, parsed, topic, type_, data)
         self._buffer(event)
         self.published += 1
-        self._send(topic, event.payload)
+        self._send(topic, event.payload, event.point)
         return event
 
-    def _send(self, topic: str, payload: bytes) -> None:
+    def _send(self, topic: str, payload: bytes, point: Point | None = None) -> None:
         sinks = self._sinks[topic]
         for sink in list(sinks):
-            if not sink.send(payload):
+            if not sink.send(payload, point):
                 sinks.discard(sink)
 
     def prime(self, entries: Iterable[tuple[str, str, str, dict[str, Any]]]) -> None:
@@ -180,8 +196,11 @@ class Hub:
             self._floor[event.topic] = buffer.popleft().seq
         buffer.append(event)
 
-    def subscribe(self, topics: Iterable[str], last_event_id: str | None, sink: Sink) -> list[bytes]:
-        """Register ``sink`` for ``topics``; what it missed after ``last_event_id`` (to send first).
+    def subscribe(
+        self, topics: Iterable[str], last_event_id: str | None, sink: Sink, wants: Wants | None = None
+    ) -> list[bytes]:
+        """Register ``sink`` for ``topics``; what it missed after ``last_event_id`` (to send first),
+        only the events it ``wants`` (a viewport's filter) when it has one.
 
         Replay and registration happen in one step (no await), so nothing published
         in between can fall into a gap or arrive twice.
@@ -190,7 +209,10 @@ class Hub:
         replay: list[bytes] = []
         if last_event_id is not None:
             missed = self._missed(wanted, last_event_id)
-            replay = [self._resync(wanted)] if missed is None else [e.payload for e in missed]
+            if missed is None:
+                replay = [self._resync(wanted)]
+            else:
+                replay = [e.payload for e in missed if wants is None or wants(e.point)]
         for topic in wanted:
             self._sinks[topic].add(sink)
         return replay
@@ -203,6 +225,14 @@ class Hub:
         """Tell every stream to refetch: events may have been missed (the relay was down, an import)."""
         for topic in TOPICS:
             self._send(topic, self._resync(frozenset({topic})))
+
+    def changes(self, topic: str, since: str, limit: int) -> tuple[list[Event], bool] | None:
+        """At most ``limit`` events of ``topic`` after ``since`` and whether more follow; None
+        when they cannot all be given (an id unknown, malformed, or older than the buffer)."""
+        missed = self._missed(frozenset({topic}), since)
+        if missed is None:
+            return None
+        return missed[:limit], len(missed) > limit
 
     def _missed(self, topics: frozenset[str], last_event_id: str) -> list[Event] | None:
         """The events after that id, or None when they cannot all be replayed."""

@@ -40,7 +40,7 @@ MAX_EMAIL: Final = 254
 MAX_MESSAGE: Final = 280
 MAX_ID: Final = 64
 # Paths under /stars/ that an id would shadow.
-RESERVED_IDS: Final = frozenset({"active", "popular", "batch"})
+RESERVED_IDS: Final = frozenset({"active", "popular", "batch", "changes"})
 
 # Each rule is one regular expression, written once: the validators below run it, and
 # the OpenAPI document publishes the same string as the field's `pattern`. Both Python's

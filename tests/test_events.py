@@ -18,7 +18,7 @@ class Recorder:
         self.frames: list[bytes] = []
         self.refuse = refuse
 
-    def send(self, payload: bytes) -> bool:
+    def send(self, payload: bytes, point: tuple[float, float] | None = None) -> bool:
         self.frames.append(payload)
         return not self.refuse
 
@@ -90,3 +90,26 @@ async def test_a_stream_over_its_queue_is_dropped_and_the_rest_are_not() -> None
     h.publish("stars", "update", {"n": 3})
     assert slow.closed and not fast.closed
     assert streams.subscribers("stars") == 1 and streams.dropped == 1
+
+
+async def test_viewport_groups_filter_by_point_and_share_the_one_encoding() -> None:
+    """Filtering looks at the point beside the frame: every stream gets the same bytes object."""
+    from starmap.http.streams import Group
+    from starmap.stars import BBox
+
+    h = hub()
+    streams = Streams(h, queue_limit=10, flush_interval=1.0)
+    boxes = [BBox(0, 0, 1, 1), BBox(-1, -1, 0, 0), None]
+    groups = [Group(frozenset({"stars"}), streams, box) for box in boxes]
+    for group in groups:
+        group.members.add(cast(Any, object()))  # a member: the group keeps what it is sent
+        h.subscribe(["stars"], None, group)
+    h.deliver("9999999999999-1", "stars", "create", {"id": "ne", "x": 0.5, "y": 0.5})
+    h.deliver("9999999999999-2", "stars", "create", {"id": "sw", "x": -0.5, "y": -0.5})
+    h.deliver("9999999999999-3", "stars", "clear", {"count": 2})
+    ne, sw, clear = (e.payload for e in h.recent)
+    assert [[id(p) for p in g.pending] for g in groups] == [
+        [id(ne), id(clear)],
+        [id(sw), id(clear)],
+        [id(ne), id(sw), id(clear)],
+    ]

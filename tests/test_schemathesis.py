@@ -130,7 +130,7 @@ OPERATIONS = {
     "GET /", "GET /config.json", "GET /static/{name}", "GET /docs", "GET /docs/assets/{name}",
     "GET /openapi.json", "GET /metrics", "GET /health", "GET /health/liveness", "GET /health/readiness",
     "GET /stars", "POST /stars", "GET /stars/{id}", "DELETE /stars/{id}", "POST /stars/{id}/like",
-    "GET /stars/batch/{ids}", "GET /stars/active", "GET /stars/popular",
+    "GET /stars/batch/{ids}", "GET /stars/active", "GET /stars/popular", "GET /stars/changes",
     "GET /users", "POST /users", "GET /users/{id}", "PUT /users/{id}", "DELETE /users/{id}",
     "GET /users/{id}/stars", "DELETE /admin/stars", "GET /admin/status",
     "GET /debug/actors", "GET /debug/actors/{kind}/{key}", "GET /debug/table-info", "GET /debug/active-stars",

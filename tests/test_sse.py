@@ -85,7 +85,7 @@ async def test_likes_and_deletes_are_streamed(make_client: MakeClient) -> None:
     updates = [e for e in events if e["type"] == "update"]
     assert 1 <= len(updates) < 50  # conflated per flush
     assert updates[-1]["data"]["likes"] == 50
-    assert events[-1] == {"topic": "stars", "type": "delete", "data": {"id": "vega"}}
+    assert events[-1] == {"topic": "stars", "type": "delete", "data": {"id": "vega", "x": 0.0, "y": 0.0}}
     sub.response.close()
 
 

@@ -252,14 +252,14 @@ class StarRegistry(Actor):
         self.publisher.publish("stars", "create", data, {"entity": star_to_entity(star)})
 
     async def _delete(self, star_id: str) -> str:
-        if star_id not in self.index:
-            await self._find(star_id)  # 404 unless another replica made it
+        star = await self._find(star_id)  # 404 unless here or another replica made it
         await self.store.delete(STARS, bucket(star_id), star_id)
         self.index.remove(star_id)
         self.on_delete(star_id)
         if self.mirror is not None:
             self.mirror.star_deleted(star_id)
-        self.publisher.publish("stars", "delete", {"id": star_id})
+        # Where it was: a viewport stream passes on the deletes inside its box.
+        self.publisher.publish("stars", "delete", {"id": star_id, "x": star.x, "y": star.y})
         return star_id
 
     async def _clear(self) -> int:

@@ -227,6 +227,18 @@ COMPONENTS: Final[dict[str, dict[str, Any]]] = {
         host=STRING,
     ),
     "Any": {},
+    "Changes": _object(
+        ["last_event_id", "changes"],
+        last_event_id={
+            "type": ["string", "null"],
+            "description": "resume from here: the next page's `since`, or `Last-Event-ID` for the stream",
+        },
+        changes={
+            "type": "array",
+            "items": _object(["topic", "type", "data"], topic=STRING, type=STRING, data={"type": "object"}),
+            "description": "in order, each as the event stream sends it as data",
+        },
+    ),
     "Event": {
         "description": "text/event-stream: `id:` + one `data:` line per event; the data is JSON "
         '`{"topic", "type", "data"}` (type create, update, delete, clear or resync)',

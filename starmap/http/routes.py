@@ -43,6 +43,7 @@ def setup_routes(app: web.Application) -> None:
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/stars/{id}/like", stars.like_star),
         ("GET", "/stars/active", stars.active_stars),
+        ("GET", "/stars/changes", stars.star_changes),
         ("GET", "/stars/popular", stars.popular_stars),
         ("GET", "/stars/batch/{ids}", stars.get_stars_batch),
         ("GET", "/stars/{id}", stars.get_star),

@@ -15,12 +15,14 @@ from typing import Final
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from ..errors import ValidationFailed
 from ..events import SEP, TOPICS
 from ..keys import SETTINGS, STREAMS
+from ..stars import BBox
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .schemas import check_topics
-from .stars import client_identity
+from .stars import BBOX, client_identity, parse_bbox
 from .streams import Stream, Streams
 
 STREAM: Final = {200: ("An event stream", "Event", "text/event-stream")}
@@ -40,7 +42,16 @@ def _retry(ms: int) -> bytes:
     return f"retry: {ms}{SEP}{SEP}".encode()
 
 
+def _box(request: web.Request) -> BBox | None:
+    """``?bbox=`` of a stream; a bad one is a 400 before the stream starts."""
+    try:
+        return parse_bbox(request.query.get("bbox"))
+    except ValidationFailed as exc:
+        raise web.HTTPBadRequest(text=f"bbox {exc.errors['bbox']}") from None
+
+
 async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamResponse:
+    box = _box(request)
     settings = request.config_dict[SETTINGS].sse
     if request.method == "HEAD":  # what a GET would start with, and no stream
         return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -53,7 +64,7 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
         return busy
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
-    stream = streams.open(topics, last_id, response, client)
+    stream = streams.open(topics, last_id, response, client, box)
     try:
         await response.prepare(request)
         stream.transport = request.transport
@@ -89,7 +100,8 @@ async def _pump(
     await response.wait()
 
 
-@doc("Live star events (SSE)", tag="events", params=(LAST_ID,), responses=STREAM)
+@doc("Live star events (SSE); `bbox`: only those inside it", tag="events", params=(BBOX, LAST_ID),
+     responses={**STREAM, 400: P})  # fmt: skip
 async def stars_stream(request: web.Request) -> web.StreamResponse:
     return await _stream(request, frozenset({"stars"}))
 
@@ -102,8 +114,8 @@ async def users_stream(request: web.Request) -> web.StreamResponse:
 @doc(
     "Live events of several topics on one connection (SSE)",
     tag="events",
-    params=(TOPICS_PARAM, LAST_ID),
-    responses={**STREAM, 422: P},
+    params=(TOPICS_PARAM, BBOX, LAST_ID),
+    responses={**STREAM, 400: P, 422: P},
 )
 async def combined_stream(request: web.Request) -> web.StreamResponse:
     """``?topics=stars,users`` (default: every topic): one connection per browser tab."""

@@ -24,7 +24,7 @@ from ..actors.messages import (
 from ..errors import ValidationFailed
 from ..idempotency import Recorded
 from ..index import StarIndex
-from ..keys import ACTORS, BRIGHTNESS, LIST_CACHE, METRICS, SETTINGS
+from ..keys import ACTORS, BRIGHTNESS, HUB, LIST_CACHE, METRICS, SETTINGS
 from ..stars import BBox, Star
 from .body import load_body
 from .clients import client_address
@@ -32,7 +32,7 @@ from .idempotent import IDEMPOTENCY_PARAM, held, idempotency_key, intent_of, rec
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
-from .paging import link_next, parse_limit
+from .paging import MAX_LIMIT, link_next, parse_limit
 from .problems import problem
 from .representation import (
     GZIP_LEVEL,
@@ -55,6 +55,7 @@ UNAVAILABLE: Final = {503: P}
 BODY_ERRORS: Final = {400: P, 408: P, 413: P, 415: P, 422: P}
 
 __all__ = (
+    "BBOX",
     "active_stars",
     "create_star",
     "delete_star",
@@ -62,7 +63,9 @@ __all__ = (
     "get_stars_batch",
     "like_star",
     "list_stars",
+    "parse_bbox",
     "popular_stars",
+    "star_changes",
     "render_stars",
     "tagged_stars",
     "ListCache",
@@ -131,7 +134,7 @@ class ListCache:
         return self.gzipped
 
 
-def _parse_bbox(raw: str | None) -> BBox | None:
+def parse_bbox(raw: str | None) -> BBox | None:
     if raw is None:
         return None
     try:
@@ -151,7 +154,7 @@ def _parse_bbox(raw: str | None) -> BBox | None:
 )
 async def list_stars(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
-    bbox = _parse_bbox(request.query.get("bbox"))
+    bbox = parse_bbox(request.query.get("bbox"))
     actors = request.config_dict[ACTORS]
     index = actors.stars()
     if limit is None and bbox is None:  # the whole sky: the hot read of every map page
@@ -295,6 +298,41 @@ async def _like(request: web.Request, star_id: str, key: str | None) -> web.Resp
     if isinstance(star, Recorded):
         return recorded_response(star, headers)
     return json_response(like_json(star, request.config_dict[BRIGHTNESS], time.time()), headers=headers)
+
+
+SINCE: Final = Param(
+    "since", "query", {"type": "string"}, "the id of the last event you have (from a stream or a page)", True
+)
+
+
+@doc(
+    "Star events after an id, in order: catch up by REST, then go live by SSE",
+    tag="events",
+    params=(SINCE, LIMIT),
+    responses={200: "Changes", 410: P, 422: P},
+)
+async def star_changes(request: web.Request) -> web.Response:
+    """``{"last_event_id", "changes"}``: no gap, no duplicate, paged; 410 when that id is not kept."""
+    since = request.query.get("since")
+    if since is None:
+        raise ValidationFailed({"since": "required: the id of the last event you have"})
+    limit = parse_limit(request)[0] or MAX_LIMIT
+    hub = request.config_dict[HUB]
+    found = hub.changes("stars", since, limit)
+    if found is None:
+        detail = (f"the events after {since!r} are not kept here (an unknown id, or older than the "
+                  "replay buffer): fetch GET /stars again, then follow the event stream")  # fmt: skip
+        return problem(410, detail)
+    events, more = found
+    last = events[-1].id if more else hub.last_id or since
+    body = b'{"last_event_id":%s,"changes":[%s]}' % (
+        orjson.dumps(last),
+        b",".join(e.envelope for e in events),
+    )
+    answer = web.Response(body=body, content_type="application/json", charset="utf-8")
+    if more:
+        answer.headers["Link"] = f'<{request.rel_url.update_query(since=last, limit=limit)}>; rel="next"'
+    return answer
 
 
 @doc(

@@ -10,6 +10,11 @@ socket: the same bytes for every stream, one write per stream per tick, no task 
 wake per subscriber. A stream that falls behind (its queue full, or its unsent
 bytes past ``limit`` KiB) is dropped: its connection is aborted and the browser
 reconnects and resumes.
+
+A viewport stream (``box``) takes only the star events whose point is inside its box
+(events without one, users', ``clear`` and ``resync``, always); it shares a group
+with the streams of the same topics and the same box. Filtering looks at the point
+the hub hands over beside each frame: nothing is encoded again per stream.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Final, Protocol
 
 from aiohttp_sse import EventSourceResponse
 
-from ..events import Hub
+from ..events import Hub, Point
+from ..stars import BBox
 
 __all__ = ("SWEEP_EVERY", "Stream", "Streams", "chunk")
 
@@ -47,14 +53,21 @@ class Stream:
     """One open event stream: a queue until it has caught up, then a member of its group."""
 
     __slots__ = (
-        "_queue", "client", "closed", "group", "limit", "owner", "replay", "response", "skip", "topics",
-        "transport",
+        "_queue", "box", "client", "closed", "group", "limit", "owner", "replay", "response", "skip",
+        "topics", "transport",
     )  # fmt: skip
 
     def __init__(
-        self, owner: Streams, topics: frozenset[str], limit: int, response: EventSourceResponse, client: str
+        self,
+        owner: Streams,
+        topics: frozenset[str],
+        limit: int,
+        response: EventSourceResponse,
+        client: str,
+        box: BBox | None = None,
     ) -> None:
         self.owner = owner
+        self.box = box
         self.client = client
         self.topics = topics
         self.limit = limit
@@ -67,9 +80,12 @@ class Stream:
         self.skip = 0  # frames pending in the group when it joined (its queue had them already)
         self.closed = False
 
-    def send(self, payload: bytes) -> bool:
+    def wants(self, point: Point | None) -> bool:
+        return inside(self.box, point)
+
+    def send(self, payload: bytes, point: Point | None = None) -> bool:
         """The hub's sink while queued; False (and the stream dropped) when it is too far behind."""
-        if self.closed:
+        if self.closed or not inside(self.box, point):
             return True
         assert self._queue is not None
         if self._queue.qsize() >= self.limit:
@@ -125,19 +141,25 @@ class Stream:
             self.response.stop_streaming()  # its handler, waiting on response.wait(), returns
 
 
+def inside(box: BBox | None, point: Point | None) -> bool:
+    """Whether a stream with ``box`` takes an event at ``point`` (no box, or no point: yes)."""
+    return box is None or point is None or box.contains(*point)
+
+
 class Group:
-    """The hub's one sink for every caught-up stream of a set of topics."""
+    """The hub's one sink for every caught-up stream of a set of topics (and a box, if any)."""
 
-    __slots__ = ("members", "pending", "streams", "topics")
+    __slots__ = ("box", "members", "pending", "streams", "topics")
 
-    def __init__(self, topics: frozenset[str], streams: Streams) -> None:
+    def __init__(self, topics: frozenset[str], streams: Streams, box: BBox | None = None) -> None:
         self.topics = topics
+        self.box = box
         self.streams = streams
         self.members: set[Stream] = set()
         self.pending: list[bytes] = []
 
-    def send(self, payload: bytes) -> bool:
-        if self.members:
+    def send(self, payload: bytes, point: Point | None = None) -> bool:
+        if self.members and inside(self.box, point):
             self.pending.append(payload)
             self.streams.schedule_flush()
         return True
@@ -171,7 +193,7 @@ class Streams:
         self.flush_interval = flush_interval
         self._open: set[Stream] = set()
         self._per_client: collections.Counter[str] = collections.Counter()
-        self._groups: dict[frozenset[str], Group] = {}
+        self._groups: dict[tuple[frozenset[str], BBox | None], Group] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self.dropped = 0
@@ -187,11 +209,17 @@ class Streams:
         return self._per_client[client]
 
     def open(
-        self, topics: Iterable[str], last_event_id: str | None, response: EventSourceResponse, client: str
+        self,
+        topics: Iterable[str],
+        last_event_id: str | None,
+        response: EventSourceResponse,
+        client: str,
+        box: BBox | None = None,
     ) -> Stream:
-        """A stream subscribed to the hub, its replay (what it missed) ready to write."""
-        stream = Stream(self, frozenset(topics), self.queue_limit, response, client)
-        stream.replay = self.hub.subscribe(stream.topics, last_event_id, stream)
+        """A stream subscribed to the hub, its replay (what it missed, in its box) ready to write."""
+        stream = Stream(self, frozenset(topics), self.queue_limit, response, client, box)
+        wants = stream.wants if box is not None else None
+        stream.replay = self.hub.subscribe(stream.topics, last_event_id, stream, wants)
         self._open.add(stream)
         self._per_client[client] += 1
         return stream
@@ -222,9 +250,10 @@ class Streams:
         if not stream.caught_up():
             return False
         self.hub.unsubscribe(stream.topics, stream)
-        group = self._groups.get(stream.topics)
+        key = (stream.topics, stream.box)
+        group = self._groups.get(key)
         if group is None:
-            group = self._groups[stream.topics] = Group(stream.topics, self)
+            group = self._groups[key] = Group(stream.topics, self, stream.box)
             self.hub.subscribe(stream.topics, None, group)
         stream._queue = None
         stream.group = group

@@ -21,8 +21,12 @@ import orjson
 from aiohttp import web
 
 from ..stars import Star, digest
+from .jsonio import JSON
+from .openapi import Param
 
 __all__ = (
+    "CONDITIONAL",
+    "IF_NONE_MATCH",
     "MIN_COMPRESSED",
     "accepts_gzip",
     "body_tag",
@@ -37,6 +41,14 @@ MIN_COMPRESSED: Final = 1024
 GZIP_LEVEL: Final = 5  # the usual balance; the whole-sky list uses a faster level (see ListCache)
 CACHE_CONTROL: Final = "no-cache"  # keep it, but ask every time: a 304 costs no body
 JSON_TYPES: Final = frozenset({"application/json", "application/problem+json"})
+IF_NONE_MATCH: Final = Param(
+    "If-None-Match",
+    "header",
+    {"type": "string"},
+    "the `ETag` of the copy you hold: a 304 with no body while the data behind it is unchanged "
+    "(tags are weak, from the data, and the same on every replica)",
+)
+CONDITIONAL: Final = {304: ("Not Modified: the copy you hold is current (no body)", None, JSON)}
 
 
 def weak_tag(*parts: object) -> str:

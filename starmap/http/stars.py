@@ -35,7 +35,9 @@ from .openapi import Param, doc
 from .paging import MAX_LIMIT, link_next, parse_limit
 from .problems import problem
 from .representation import (
+    CONDITIONAL,
     GZIP_LEVEL,
+    IF_NONE_MATCH,
     MIN_COMPRESSED,
     accepts_gzip,
     compress,
@@ -149,8 +151,8 @@ def parse_bbox(raw: str | None) -> BBox | None:
 @doc(
     "List stars, oldest first",
     tag="stars",
-    params=(BBOX, LIMIT, CURSOR),
-    responses={200: "StarList", 422: P, **UNAVAILABLE},
+    params=(BBOX, LIMIT, CURSOR, IF_NONE_MATCH),
+    responses={200: "StarList", **CONDITIONAL, 422: P, **UNAVAILABLE},
 )
 async def list_stars(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
@@ -217,7 +219,12 @@ async def create_star(request: web.Request) -> web.Response:
     return answer
 
 
-@doc("One star", tag="stars", responses={200: "Star", 404: P, **UNAVAILABLE})
+@doc(
+    "One star",
+    tag="stars",
+    params=(IF_NONE_MATCH,),
+    responses={200: "Star", **CONDITIONAL, 404: P, **UNAVAILABLE},
+)
 async def get_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
     actors = request.config_dict[ACTORS]
@@ -235,7 +242,8 @@ async def get_star(request: web.Request) -> web.Response:
 @doc(
     "Stars by id, in the order asked (at most 100)",
     tag="stars",
-    responses={200: "StarList", 422: P, **UNAVAILABLE},
+    params=(IF_NONE_MATCH,),
+    responses={200: "StarList", **CONDITIONAL, 422: P, **UNAVAILABLE},
 )
 async def get_stars_batch(request: web.Request) -> web.Response:
     ids = [i for i in request.match_info["ids"].split(",") if i]
@@ -338,7 +346,8 @@ async def star_changes(request: web.Request) -> web.Response:
 @doc(
     "Stars liked or created within the window, brightest first",
     tag="stars",
-    responses={200: "StarList", **UNAVAILABLE},
+    params=(IF_NONE_MATCH,),
+    responses={200: "StarList", **CONDITIONAL, **UNAVAILABLE},
 )
 async def active_stars(request: web.Request) -> web.Response:
     window = request.config_dict[SETTINGS].redis.popularity_window
@@ -346,7 +355,12 @@ async def active_stars(request: web.Request) -> web.Response:
     return await tagged_stars(request, "active", stars)
 
 
-@doc("Popular stars, most liked first", tag="stars", responses={200: "StarList", **UNAVAILABLE})
+@doc(
+    "Popular stars, most liked first",
+    tag="stars",
+    params=(IF_NONE_MATCH,),
+    responses={200: "StarList", **CONDITIONAL, **UNAVAILABLE},
+)
 async def popular_stars(request: web.Request) -> web.Response:
     actors = request.config_dict[ACTORS]
     counts = await actors.popular()

@@ -18,7 +18,7 @@ from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .paging import link_next, parse_limit
-from .representation import body_tag
+from .representation import CONDITIONAL, IF_NONE_MATCH, body_tag
 from .schemas import UserIn, check_id, converter
 from .stars import BODY_ERRORS, CURSOR, LIMIT, UNAVAILABLE, tagged_stars
 from .views import user_json
@@ -39,8 +39,8 @@ def _user_id(request: web.Request) -> str:
 @doc(
     "List users, oldest first",
     tag="users",
-    params=(LIMIT, CURSOR),
-    responses={200: "UserList", 422: P, **UNAVAILABLE},
+    params=(LIMIT, CURSOR, IF_NONE_MATCH),
+    responses={200: "UserList", **CONDITIONAL, 422: P, **UNAVAILABLE},
 )
 async def list_users(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
@@ -71,7 +71,12 @@ async def create_user(request: web.Request) -> web.Response:
     return answer
 
 
-@doc("One user", tag="users", responses={200: "User", 404: P, **UNAVAILABLE})
+@doc(
+    "One user",
+    tag="users",
+    params=(IF_NONE_MATCH,),
+    responses={200: "User", **CONDITIONAL, 404: P, **UNAVAILABLE},
+)
 async def get_user(request: web.Request) -> web.Response:
     user = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
     answer = json_response(user_json(user))
@@ -101,8 +106,8 @@ async def delete_user(request: web.Request) -> web.Response:
 @doc(
     "The stars a user placed or liked, newest first",
     tag="users",
-    params=(RELATION,),
-    responses={200: "StarList", 404: P, 422: P, **UNAVAILABLE},
+    params=(RELATION, IF_NONE_MATCH),
+    responses={200: "StarList", **CONDITIONAL, 404: P, 422: P, **UNAVAILABLE},
 )
 async def user_stars(request: web.Request) -> web.Response:
     """The stars a user placed (``?relation=liked``: liked), newest first; deleted ones left out."""

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from starmap.settings import load_settings
+from starmap.stars import STARS, Star, bucket, star_to_entity
+from starmap.storage import TABLES, Op, open_store, partition_chunks
 
 from .rig import ROOT, StarmapProcess
 
@@ -28,6 +34,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 from selenium import webdriver  # noqa: E402 - only where Chromium exists
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -187,6 +194,114 @@ def test_the_page_retries_a_write_whose_answer_was_lost_and_it_counts_once(
     with urllib.request.urlopen(f"{server.url}/stars", timeout=5) as answer:  # noqa: S310 - loopback
         messages = [s["message"] for s in json.loads(answer.read())]
     assert messages.count("placed once") == 1
+
+
+BIG_SKY = 20_000
+
+
+def seed_sky(env: dict[str, str], root: Path, count: int) -> None:
+    """``count`` stars straight into the store, spread over the sky, as a long-lived map has them."""
+    settings = load_settings(env, root=root)
+
+    async def write() -> None:
+        store = open_store(settings)
+        await store.ensure_tables(TABLES)
+        now = time.time()
+        stars = [
+            Star(f"s{i}", ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1,
+                 f"star number {i}", 100.0, now, 0, now + i * 1e-6, now)
+            for i in range(count)
+        ]  # fmt: skip
+        for chunk in partition_chunks(stars, lambda star: bucket(star.id)):
+            await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in chunk])
+        await store.close()
+
+    asyncio.run(write())
+
+
+def requested(driver: WebDriver) -> list[str]:
+    return [
+        str(u)
+        for u in driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    ]
+
+
+def test_a_big_sky_loads_and_streams_its_viewport_and_zooms_and_pans(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    env = {"ENVIRONMENT": "test", "DATA_DIR": str(tmp_path / "data"), "API_RATE_LIMIT_TIMES": "100"}
+    seed_sky(env, tmp_path, BIG_SKY)
+    server = StarmapProcess(tmp_path / "server", env)
+    server.start()
+    try:
+        browser.get(f"{server.url}/")
+        wait_for(browser, "return document.body.dataset.ready === 'true'", timeout=60)
+        sky = browser.find_element(By.ID, "sky")
+        assert sky.get_attribute("data-mode") == "viewport"
+        wait_for(browser, "return document.getElementById('status').dataset.state === 'live'")
+        first_paint = float(
+            browser.find_element(By.TAG_NAME, "body").get_attribute("data-first-paint-ms") or 0
+        )
+        whole = browser.execute_script("return window.starmap.stars.size")
+        assert 0 < whole < BIG_SKY  # never the whole sky
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        first_area = sky.get_attribute("data-area")
+        for _ in range(6):  # zoom in by keys: 1.25 ** 6 ≈ 3.8
+            body.send_keys("+")
+        wait_for(browser, f"return document.getElementById('sky').dataset.area !== '{first_area}'")
+        zoomed_area = sky.get_attribute("data-area")
+        for _ in range(4):
+            body.send_keys(Keys.ARROW_RIGHT)
+        wait_for(
+            browser, f"return document.getElementById('sky').dataset.area !== '{zoomed_area}'", timeout=20
+        )
+        # The wheel over the sky zooms in further.
+        ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(sky), 0, -300).perform()
+        wait_for(browser, "return Number(document.getElementById('sky').dataset.scale) > 4")
+        # Drag to pan: the view moves, nothing is placed.
+        before = browser.execute_script("return window.starmap.view.cx")
+        canvas_drag(browser, 200, 0)
+        assert browser.execute_script("return window.starmap.view.cx") < before
+        assert not browser.find_element(By.ID, "place-form").is_displayed()
+
+        area = [float(v) for v in (sky.get_attribute("data-area") or "").split(",")]
+        wait_for(browser, "return document.getElementById('status').dataset.state === 'live'")
+        loaded = browser.execute_script(
+            "return [...window.starmap.stars.values()].map(s => [s.id, s.x, s.y])"
+        )
+        assert loaded and all(area[0] <= x <= area[2] and area[1] <= y <= area[3] for _, x, y in loaded)
+        streams = [u for u in requested(browser) if "/events/stream" in u]
+        assert streams and "bbox=" in streams[-1]
+        assert not [u for u in requested(browser) if u.endswith("/stars")], "the whole sky was fetched"
+
+        # Like a star of the viewport, by keyboard.
+        star_id = loaded[0][0]
+        star_button(browser, star_id).send_keys(Keys.ENTER)
+        wait_for(browser, f"return window.starmap.stars.get('{star_id}').likes === 1")
+
+        # Another client places one star outside the area, then one inside: only the second arrives.
+        cx, cy = (area[0] + area[2]) / 2, (area[1] + area[3]) / 2
+        outside_x = -0.99 if area[0] > -0.99 else 0.99
+        post(f"{server.url}/stars", {"x": outside_x, "y": -0.99, "message": "far away", "id": "outside"})
+        post(f"{server.url}/stars", {"x": cx, "y": cy, "message": "right here", "id": "inside"})
+        wait_for(browser, "return window.starmap.stars.has('inside')")
+        assert not browser.execute_script("return window.starmap.stars.has('outside')")
+        assert not [u for u in requested(browser) if "outside" in u]
+        frame_ms = float(sky.get_attribute("data-frame-ms") or 0)
+        print(f"big sky of {BIG_SKY} stars: first paint {first_paint:.0f} ms after navigation, "
+              f"{whole} stars loaded at first, frame {frame_ms:.2f} ms")  # fmt: skip
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "starmap-big-sky.png"))
+    finally:
+        server.stop()
+
+
+def canvas_drag(driver: WebDriver, dx: int, dy: int) -> None:
+    canvas = driver.find_element(By.ID, "sky")
+    ActionChains(driver).move_to_element(canvas).click_and_hold().move_by_offset(
+        dx // 2, dy // 2
+    ).move_by_offset(dx - dx // 2, dy - dy // 2).release().perform()
 
 
 def test_the_api_docs_show_the_like_operation_with_its_schemas(

@@ -7,7 +7,18 @@ const state = {
   stars: new Map(), // id → {id, x, y, message, likes, base (brightness at t0), t0 (server epoch s)}
   hover: null,
   focused: null,
+  view: { scale: 1, cx: 0, cy: 0 }, // zoom, and the sky point at the centre of the canvas
+  area: null, // a big sky: the box loaded and streamed (the view and a margin); null: all of it
+  truncated: false, // the area held more stars than the page loads at once
+  lastEventId: null,
+  frameMs: 0,
 };
+// Past this many stars the page loads and streams only its viewport (and a margin).
+const BIG_SKY = 3000;
+const PAGE = 1000;
+const AREA_PAGES = 5; // at most this many pages of one area (zoom in for the rest)
+const MARGIN = 0.5; // the area reaches this fraction of the view beyond each edge
+const MAX_SCALE = 64;
 window.starmap = state; // for people (and tests) poking at it in the console
 
 const sky = document.getElementById("sky");
@@ -27,13 +38,40 @@ function brightnessNow(star, now = Date.now()) {
 }
 
 // -- coordinates: the sky is [-1, 1]², y up ---------------------------------------------
+// The view: the canvas shows [cx ± 1/scale] × [cy ± 1/scale] of the sky.
+const clamp = (v, lo = -1, hi = 1) => Math.max(lo, Math.min(hi, v));
 function toScreen(x, y) {
-  return [((x + 1) / 2) * sky.clientWidth, ((1 - y) / 2) * sky.clientHeight];
+  const { scale, cx, cy } = state.view;
+  return [(((x - cx) * scale + 1) / 2) * sky.clientWidth, ((1 - (y - cy) * scale) / 2) * sky.clientHeight];
 }
-function toSky(px, py) {
-  const x = (px / sky.clientWidth) * 2 - 1;
-  const y = 1 - (py / sky.clientHeight) * 2;
-  return [Math.max(-1, Math.min(1, x)), Math.max(-1, Math.min(1, y))];
+function toSkyRaw(px, py) {
+  const { scale, cx, cy } = state.view;
+  return [((px / sky.clientWidth) * 2 - 1) / scale + cx, (1 - (py / sky.clientHeight) * 2) / scale + cy];
+}
+function toSky(px, py) { const [x, y] = toSkyRaw(px, py); return [clamp(x), clamp(y)]; }
+function viewBox(margin = 0) {
+  const { scale, cx, cy } = state.view, half = (1 + margin) / scale;
+  return { x1: clamp(cx - half), y1: clamp(cy - half), x2: clamp(cx + half), y2: clamp(cy + half) };
+}
+const boxParam = (b) => [b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(4)).join(",");
+const within = (outer, inner) => outer.x1 <= inner.x1 && outer.y1 <= inner.y1 && outer.x2 >= inner.x2 && outer.y2 >= inner.y2;
+const inBox = (b, x, y) => !b || (b.x1 <= x && x <= b.x2 && b.y1 <= y && y <= b.y2);
+function setView(scale, cx, cy) {
+  scale = clamp(scale, 1, MAX_SCALE);
+  const room = 1 - 1 / scale; // the centre stays where the view fits inside the sky
+  state.view = { scale, cx: clamp(cx, -room, room), cy: clamp(cy, -room, room) };
+  sky.dataset.scale = scale.toFixed(3);
+  redraw();
+  viewMoved();
+}
+function zoomAt(px, py, factor) {
+  const [x, y] = toSkyRaw(px, py), scale = clamp(state.view.scale * factor, 1, MAX_SCALE);
+  // Keep the sky point under the pointer where it is.
+  setView(scale, x - ((px / sky.clientWidth) * 2 - 1) / scale, y - (1 - (py / sky.clientHeight) * 2) / scale);
+}
+function panBy(dx, dy) {
+  const { scale, cx, cy } = state.view;
+  setView(scale, cx - (dx / sky.clientWidth) * 2 / scale, cy + (dy / sky.clientHeight) * 2 / scale);
 }
 function radius(star) { return 2 + (brightnessNow(star) / 100) * 7; }
 
@@ -62,15 +100,23 @@ function draw() {
   gradient.addColorStop(1, "#05060f");
   ctx.fillStyle = gradient;
   ctx.fillRect(0, 0, w, h);
-  let drawn = 0;
+  const started = performance.now();
+  const visible = [];
   for (const star of state.stars.values()) {
-    const b = brightnessNow(star, now) / 100;
     const [sx, sy] = toScreen(star.x, star.y);
+    if (sx >= -20 && sy >= -20 && sx <= w + 20 && sy <= h + 20) visible.push([star, sx, sy]);
+  }
+  const glow = visible.length <= 1500; // a glow per star is the costly part: only for a sparse view
+  let drawn = 0;
+  for (const [star, sx, sy] of visible) {
+    const b = brightnessNow(star, now) / 100;
     const r = radius(star);
     const selected = star === state.hover || star === state.focused;
     ctx.save();
-    ctx.shadowColor = `rgba(255, 230, 160, ${0.4 + b * 0.6})`;
-    ctx.shadowBlur = 6 + b * 22;
+    if (glow) {
+      ctx.shadowColor = `rgba(255, 230, 160, ${0.4 + b * 0.6})`;
+      ctx.shadowBlur = 6 + b * 22;
+    }
     ctx.fillStyle = `rgba(255, ${220 + Math.round(b * 35)}, ${180 + Math.round(b * 75)}, ${0.45 + b * 0.55})`;
     ctx.beginPath();
     ctx.arc(sx, sy, r, 0, Math.PI * 2);
@@ -87,6 +133,10 @@ function draw() {
     drawn += 1;
   }
   sky.dataset.drawn = String(drawn);
+  const took = performance.now() - started;
+  state.frameMs = state.frameMs ? state.frameMs * 0.8 + took * 0.2 : took;
+  sky.dataset.frameMs = state.frameMs.toFixed(2);
+  if (!document.body.dataset.firstPaintMs && drawn) document.body.dataset.firstPaintMs = performance.now().toFixed(0);
 }
 
 let frameQueued = false;
@@ -99,8 +149,9 @@ setInterval(redraw, 1000); // brightness fades even when nothing happens
 function label(star) {
   return `${star.message} — ${star.likes} ${star.likes === 1 ? "like" : "likes"}`;
 }
+const buttons = new Map(); // id → its button in the keyboard list
 function renderItem(star) {
-  let button = list.querySelector(`button[data-id="${CSS.escape(star.id)}"]`);
+  let button = buttons.get(star.id);
   if (!button) {
     const item = document.createElement("li");
     button = document.createElement("button");
@@ -112,6 +163,7 @@ function renderItem(star) {
     button.addEventListener("blur", () => { state.focused = null; hideTooltip(); redraw(); });
     item.append(button);
     list.append(item);
+    buttons.set(star.id, button);
   }
   button.textContent = label(star);
   button.setAttribute("aria-label", `Star: ${label(star)}. Press Enter to like.`);
@@ -119,8 +171,8 @@ function renderItem(star) {
   if (state.hover === star || state.focused === star) showTooltip(star);
 }
 function removeItem(id) {
-  const button = list.querySelector(`button[data-id="${CSS.escape(id)}"]`);
-  if (button) button.parentElement.remove();
+  const button = buttons.get(id);
+  if (button) { button.parentElement.remove(); buttons.delete(id); }
 }
 
 // -- state changes ----------------------------------------------------------------------
@@ -141,10 +193,19 @@ function remove(id) {
   removeItem(id);
   redraw();
 }
-async function refetch() {
-  const answer = await fetch("/stars");
-  if (!answer.ok) return;
-  const stars = await answer.json();
+// Pages of a list, following Link: rel="next" (at most `max` pages); [stars, more remain].
+async function pages(url, max) {
+  const stars = [];
+  for (let page = 0; url && page < max; page += 1) {
+    const answer = await fetch(url); // revalidated with If-None-Match by the browser's cache
+    if (!answer.ok) throw new Error(`${answer.status} from ${url}`);
+    stars.push(...(await answer.json()));
+    const link = answer.headers.get("Link");
+    url = link && link.includes('rel="next"') ? link.slice(link.indexOf("<") + 1, link.indexOf(">")) : null;
+  }
+  return [stars, url !== null];
+}
+function replaceAll(stars) {
   const fresh = new Set(stars.map((s) => s.id));
   for (const id of [...state.stars.keys()]) if (!fresh.has(id)) remove(id);
   for (const star of stars) {
@@ -152,6 +213,34 @@ async function refetch() {
     // An update event may have overtaken the list: likes only grow, keep the newer.
     if (!known || known.likes <= star.likes) upsert(star);
   }
+}
+// The whole sky when it is small; past BIG_SKY stars, only the viewport and a margin.
+async function loadSky() {
+  if (!state.events || state.area) { state.area = null; connect(); } // the stream first: no gap
+  const [stars, more] = await pages(`/stars?limit=${PAGE}`, BIG_SKY / PAGE);
+  if (more) { await loadArea(); return; }
+  sky.dataset.mode = "sky";
+  replaceAll(stars);
+}
+async function loadArea() {
+  const area = viewBox(MARGIN);
+  state.area = area;
+  sky.dataset.mode = "viewport";
+  sky.dataset.area = boxParam(area);
+  connect(); // the stream of the new area first: nothing between the two is missed
+  const [stars, more] = await pages(`/stars?bbox=${boxParam(area)}&limit=${PAGE}`, AREA_PAGES);
+  if (state.area !== area) return; // the view moved on meanwhile
+  state.truncated = more;
+  replaceAll(stars);
+  if (more) say("This part of the sky is crowded: zoom in to see every star.");
+}
+let viewTimer = 0;
+function viewMoved() {
+  // A big sky follows the view: a new area once the view leaves the one loaded.
+  clearTimeout(viewTimer);
+  viewTimer = setTimeout(() => {
+    if (state.area && (!within(state.area, viewBox(0)) || (state.truncated && state.view.scale > 1))) loadArea();
+  }, 200);
 }
 
 // -- tooltip and toast ------------------------------------------------------------------
@@ -261,27 +350,100 @@ sky.addEventListener("pointermove", (event) => {
 sky.addEventListener("click", (event) => {
   if (!form.hidden) return closeForm();
   const star = starAt(event.clientX, event.clientY);
+  if (dragged) { dragged = false; return; } // the end of a pan, not a click
   if (star) { showTooltip(star, event.clientX, event.clientY); like(star.id); return; }
   const [x, y] = toSky(event.clientX, event.clientY);
   openForm(x, y);
 });
 
+// -- zoom and pan: wheel, drag, pinch, keys ----------------------------------------------
+const pointers = new Map(); // pointerId → [x, y] while pressed
+let dragged = false, travel = 0;
+sky.addEventListener("wheel", (event) => {
+  event.preventDefault();
+  zoomAt(event.clientX, event.clientY, Math.exp(-event.deltaY * 0.0015));
+}, { passive: false });
+sky.addEventListener("pointerdown", (event) => {
+  pointers.set(event.pointerId, [event.clientX, event.clientY]);
+  travel = 0;
+  sky.setPointerCapture(event.pointerId);
+});
+sky.addEventListener("pointermove", (event) => {
+  const last = pointers.get(event.pointerId);
+  if (!last) return;
+  if (pointers.size === 2) { // pinch: the distance between two fingers scales the view
+    const [other] = [...pointers].filter(([id]) => id !== event.pointerId).map(([, p]) => p);
+    const before = Math.hypot(last[0] - other[0], last[1] - other[1]);
+    const after = Math.hypot(event.clientX - other[0], event.clientY - other[1]);
+    if (before > 0) zoomAt((event.clientX + other[0]) / 2, (event.clientY + other[1]) / 2, after / before);
+  } else {
+    panBy(event.clientX - last[0], event.clientY - last[1]);
+  }
+  travel += Math.hypot(event.clientX - last[0], event.clientY - last[1]);
+  if (travel > 4) dragged = true;
+  pointers.set(event.pointerId, [event.clientX, event.clientY]);
+});
+for (const type of ["pointerup", "pointercancel"]) sky.addEventListener(type, (event) => pointers.delete(event.pointerId));
+document.addEventListener("keydown", (event) => {
+  if (event.target !== document.body || event.ctrlKey || event.metaKey || event.altKey) return;
+  const w = sky.clientWidth, h = sky.clientHeight, step = 0.1;
+  const keys = {
+    "+": () => zoomAt(w / 2, h / 2, 1.25), "=": () => zoomAt(w / 2, h / 2, 1.25), "-": () => zoomAt(w / 2, h / 2, 0.8),
+    ArrowLeft: () => panBy(w * step, 0), ArrowRight: () => panBy(-w * step, 0),
+    ArrowUp: () => panBy(0, h * step), ArrowDown: () => panBy(0, -h * step),
+  };
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+});
+
 // -- live events ------------------------------------------------------------------------
 function setStatus(stateName, text) { statusEl.dataset.state = stateName; statusEl.textContent = text; }
 function connect() {
-  // The browser resumes by itself after a drop, sending Last-Event-ID.
-  const events = new EventSource("/events/stream?topics=stars,users");
+  // One stream; a big sky's carries its area's box. The browser resumes by itself after a
+  // drop (Last-Event-ID); a stream opened anew resumes from the last event seen.
+  if (state.events) state.events.close();
+  const params = new URLSearchParams({ topics: "stars,users" });
+  if (state.area) params.set("bbox", boxParam(state.area));
+  if (state.lastEventId) params.set("last_event_id", state.lastEventId);
+  const events = state.events = new EventSource(`/events/stream?${params}`);
   events.onopen = () => setStatus("live", "live");
-  events.onerror = () => setStatus(events.readyState === EventSource.CLOSED ? "offline" : "connecting",
-                                   events.readyState === EventSource.CLOSED ? "offline" : "reconnecting…");
-  events.onmessage = (message) => {
-    const event = JSON.parse(message.data);
-    if (event.type === "resync") { refetch(); return; }
-    if (event.topic !== "stars") return;
-    if (event.type === "create" || event.type === "update") upsert(event.data);
-    else if (event.type === "delete") remove(event.data.id);
-    else if (event.type === "clear") { state.stars.clear(); list.replaceChildren(); hideTooltip(); redraw(); }
+  events.onerror = () => {
+    if (events.readyState !== EventSource.CLOSED) { setStatus("connecting", "reconnecting…"); return; }
+    setStatus("offline", "offline");
+    if (state.events === events) setTimeout(catchUp, 3000);
   };
+  events.onmessage = (message) => {
+    if (message.lastEventId) state.lastEventId = message.lastEventId;
+    apply(JSON.parse(message.data));
+  };
+}
+function apply(event) {
+  if (event.type === "resync") { loadSky(); return; }
+  if (event.topic !== "stars") return;
+  if (event.type === "create" || event.type === "update") {
+    if (inBox(state.area, event.data.x, event.data.y)) upsert(event.data);
+  } else if (event.type === "delete") remove(event.data.id);
+  else if (event.type === "clear") { state.stars.clear(); buttons.clear(); list.replaceChildren(); hideTooltip(); redraw(); }
+}
+// After the stream gave up (the server was away): what changed since the last event seen,
+// by REST, then live again from there; only when that is no longer kept, everything anew.
+async function catchUp() {
+  if (!state.lastEventId) { await loadSky(); connect(); return; }
+  try {
+    let url = `/stars/changes?since=${encodeURIComponent(state.lastEventId)}`;
+    while (url) {
+      const answer = await fetch(url);
+      if (answer.status === 410) { state.lastEventId = null; await loadSky(); connect(); return; }
+      if (!answer.ok) throw new Error(String(answer.status));
+      const body = await answer.json();
+      body.changes.forEach(apply);
+      state.lastEventId = body.last_event_id;
+      const link = answer.headers.get("Link");
+      url = link ? link.slice(link.indexOf("<") + 1, link.indexOf(">")) : null;
+    }
+    connect();
+  } catch (error) {
+    setTimeout(catchUp, 5000);
+  }
 }
 
 async function start() {
@@ -292,8 +454,7 @@ async function start() {
     state.config = { half_life: config.brightness_half_life, boost: config.like_boost, floor: config.min_brightness };
     state.skew = config.server_time - Date.now() / 1000;
   } catch (error) { /* the defaults above are the server's defaults */ }
-  connect();
-  await refetch();
+  await loadSky();
   draw();
   document.body.dataset.ready = "true";
 }

@@ -53,15 +53,11 @@ def get(url: str, timeout: float = 60) -> Any:
 
 
 def wrk(url: str, *, path: str, method: str = "GET", connections: int = 64, seconds: int = 10,
-        stars: int = 1000, keyed: bool = False) -> dict[str, Any]:  # fmt: skip
-    """One wrk run; its JSON summary plus throughput (``keyed``: an Idempotency-Key per POST)."""
-    env = {
-        **os.environ,
-        "WRK_PATH": path,
-        "WRK_METHOD": method,
-        "STARS": str(stars),
-        "WRK_KEYED": str(int(keyed)),
-    }
+        stars: int = 1000, keyed: bool = False, header: str = "") -> dict[str, Any]:  # fmt: skip
+    """One wrk run; its JSON summary plus throughput (``keyed``: an Idempotency-Key per POST;
+    ``header``: "Name: value" on every GET)."""
+    env = {**os.environ, "WRK_PATH": path, "WRK_METHOD": method, "STARS": str(stars),
+           "WRK_KEYED": str(int(keyed)), "WRK_HEADER": header}  # fmt: skip
     done = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url],
         capture_output=True, text=True, env=env, check=True,
@@ -187,13 +183,66 @@ def scenario_get(mode: Mode, seconds: int) -> dict[str, Any]:
     return {"starmap": ours, "bare": bare, "ratio": ratio(ours, bare)}
 
 
+def scenario_conditional(mode: Mode, seconds: int) -> dict[str, Any]:
+    """``GET /stars`` (1,000 stars) revalidated with its ETag: 304s, against bare and against the 200s."""
+    label = "conditional"
+    seed(mode.server_env(label), 1000)
+    server = mode.start(label)
+    try:
+        with urllib.request.urlopen(f"{server.url}/stars", timeout=30) as answer:  # noqa: S310 - loopback
+            tag = answer.headers["ETag"]
+        not_modified = wrk(server.url, path="/stars", seconds=seconds, header=f"If-None-Match: {tag}")
+        full = wrk(server.url, path="/stars", seconds=seconds)
+    finally:
+        server.stop()
+    with bare_server() as bare_url:
+        bare = wrk(bare_url, path="/stars/{id}", seconds=seconds)
+    return {"etag": tag, "not_modified": not_modified, "full_200": full, "bare": bare,
+            "ratio_304": ratio(not_modified, bare), "ratio_200": ratio(full, bare)}  # fmt: skip
+
+
+def _timed_gets(url: str, headers: dict[str, str], times: int) -> tuple[int, float]:
+    """Bytes on the wire of one answer, and the median milliseconds of ``times`` of them."""
+    took, size = [], 0
+    for _ in range(times):
+        started = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as answer:  # noqa: S310
+            size = len(answer.read())  # urllib does not decompress: these are the wire bytes
+        took.append((time.perf_counter() - started) * 1000)
+    return size, round(statistics.median(took), 1)
+
+
+def _like(url: str, star: str) -> None:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{url}/stars/{star}/like", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=30).close()  # noqa: S310
+
+
+def _list_encodings(url: str) -> dict[str, Any]:
+    """The whole list as identity and as gzip: bytes, median latency warm, and right after a change."""
+    result: dict[str, Any] = {}
+    for name, headers in (("identity", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+        size, warm = _timed_gets(f"{url}/stars", headers, 20)
+        cold = []
+        for i in range(5):  # a like drops the cached rendering: render (and compress) again
+            _like(url, f"s{i + 1}")
+            cold.append(_timed_gets(f"{url}/stars", headers, 1)[1])
+        result[name] = {
+            "bytes": size,
+            "median_ms_cached": warm,
+            "median_ms_after_a_change": statistics.median(cold),
+        }
+    return result
+
+
 def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str, Any]:
     label = "big"
     started = time.monotonic()
     seed(mode.server_env(label), count)
     seeded = time.monotonic() - started
     begin = time.monotonic()
-    server = mode.start(label)
+    server = mode.start(label, API_RATE_LIMIT_TIMES="1000000")  # the likes that change the list
     startup = time.monotonic() - begin
     try:
         rss_idle = rss_kb(server.proc.pid)  # type: ignore[union-attr]
@@ -203,11 +252,12 @@ def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str,
         assert len(listed) == count, len(listed)
         ours = wrk(server.url, path="/stars", connections=4, seconds=seconds)
         rss_peak = rss_kb(server.proc.pid)  # type: ignore[union-attr]
+        encodings = _list_encodings(server.url)
     finally:
         server.stop()
     return {
         "stars": count, "seed_seconds": round(seeded, 1), "startup_seconds": round(startup, 2),
-        "first_list_ms": round(first_ms, 1), "list": ours,
+        "first_list_ms": round(first_ms, 1), "list": ours, "encodings": encodings,
         "rss_idle_mb": round(rss_idle / 1024, 1), "rss_after_lists_mb": round(rss_peak / 1024, 1),
     }  # fmt: skip
 
@@ -258,12 +308,13 @@ class _Subscriber(asyncio.Protocol):
 
     MARKER = re.compile(rb'"message":"t=(\d+\.\d+)"')
 
-    def __init__(self, probe: bool, latencies: list[float]) -> None:
-        self.probe, self.latencies, self.received = probe, latencies, 0
+    def __init__(self, probe: bool, latencies: list[float], path: str = "/events/stars/stream") -> None:
+        self.probe, self.latencies, self.received, self.path = probe, latencies, 0, path
         self.ready = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(b"GET /events/stars/stream HTTP/1.1\r\nHost: bench\r\n\r\n")  # type: ignore[attr-defined]
+        request = f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        transport.write(request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
@@ -274,9 +325,20 @@ class _Subscriber(asyncio.Protocol):
             self.latencies.extend(now - float(m.group(1)) for m in self.MARKER.finditer(data))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _sse_latency(
-    url: str, subscribers: int, rate: int, seconds: int, probes: int = 50
-) -> dict[str, Any]:
+    url: str, subscribers: int, rate: int, seconds: int, probes: int = 50, *,
+    paths: Callable[[int], str] | None = None, spread: bool = False, pid: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``paths``: each subscriber's stream (a viewport, say); ``spread``: events all over the sky;
+    ``pid``: report the server's CPU time per event while publishing."""
+    import random
+
     import aiohttp
 
     host, port = url.removeprefix("http://").split(":")
@@ -284,16 +346,18 @@ async def _sse_latency(
     loop = asyncio.get_running_loop()
     connections: list[tuple[asyncio.BaseTransport, _Subscriber]] = []
     for i in range(subscribers):
-        protocol = _Subscriber(i < probes, latencies)
+        protocol = _Subscriber(i < probes, latencies, paths(i) if paths else "/events/stars/stream")
         transport, _ = await loop.create_connection(lambda p=protocol: p, host, int(port))  # type: ignore[misc]
         connections.append((transport, protocol))
     await asyncio.gather(*(p.ready for _, p in connections))
 
     async def publish(publisher: aiohttp.ClientSession) -> None:
-        body = {"x": 0, "y": 0, "message": f"t={time.time():.6f}"}  # the send time rides along
+        x, y = (random.uniform(-1, 1), random.uniform(-1, 1)) if spread else (0, 0)  # noqa: S311
+        body = {"x": x, "y": y, "message": f"t={time.time():.6f}"}  # the send time rides along
         async with publisher.post(f"{url}/stars", json=body) as answer:
             assert answer.status == 201
 
+    cpu_before = _cpu_seconds(pid) if pid else 0.0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as publisher:
         interval, sent, inflight = 1.0 / rate, 0, []
         start = time.monotonic()
@@ -305,6 +369,7 @@ async def _sse_latency(
                 await asyncio.sleep(delay)
         await asyncio.gather(*inflight)
     await asyncio.sleep(2)
+    cpu = _cpu_seconds(pid) - cpu_before if pid else None
     received = sum(p.received for _, p in connections)
     for connection, _ in connections:
         connection.close()
@@ -315,6 +380,7 @@ async def _sse_latency(
         "expected_probe_deliveries": sent * probes, "bytes_received_by_all": received,
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+        "server_cpu_ms_per_event": round(cpu * 1000 / sent, 3) if cpu is not None and sent else None,
     }  # fmt: skip
 
 
@@ -349,12 +415,34 @@ def scenario_sse(mode: Mode, seconds: int, counts: list[int], latency_subscriber
     return {"memory": memory, "latency": latency}
 
 
+def _viewport(i: int) -> str:
+    """Subscriber ``i``'s stream: a box a fifth of the sky wide, somewhere in it."""
+    x, y = ((i * 7919) % 1600) / 1000 - 1, ((i * 104729) % 1600) / 1000 - 1
+    return f"/events/stars/stream?bbox={x:.3f},{y:.3f},{x + 0.4:.3f},{y + 0.4:.3f}"
+
+
+def scenario_viewport(mode: Mode, seconds: int, subscribers: int = 2000) -> dict[str, Any]:
+    """2k streams, 100 events/s spread over the sky: each a viewport, against every stream unfiltered."""
+    result = {}
+    for name, paths in (("unfiltered", None), ("viewport", _viewport)):
+        server = mode.start(f"viewport{name}", SSE_PING_INTERVAL="60", SSE_MAX_STREAMS_PER_CLIENT="100000")
+        try:
+            pid = server.proc.pid  # type: ignore[union-attr]
+            result[name] = _run(_sse_latency(server.url, subscribers, 100, seconds, probes=0, paths=paths,
+                                             spread=True, pid=pid))  # fmt: skip
+        finally:
+            server.stop()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mode", choices=["embedded", "azurite"], default="embedded")
-    parser.add_argument("--only", default="likes,keyed,get,list,sse", help="comma-separated scenarios")
+    parser.add_argument(
+        "--only", default="likes,keyed,get,conditional,list,sse,viewport", help="comma-separated scenarios"
+    )
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
     parser.add_argument("--sse", default="1000,5000,10000", help="subscriber counts for the memory scenario")
@@ -374,11 +462,15 @@ def main() -> None:
                 report["likes_keyed"] = scenario_likes(mode, args.seconds, keyed=True)
             if "get" in wanted:
                 report["get_one_star"] = scenario_get(mode, args.seconds)
+            if "conditional" in wanted:
+                report["conditional"] = scenario_conditional(mode, args.seconds)
             if "list" in wanted:
                 report["list_all_and_startup"] = scenario_list_and_startup(mode, args.seconds, args.stars)
             if "sse" in wanted:
                 counts = [int(c) for c in args.sse.split(",")]
                 report["sse"] = scenario_sse(mode, args.seconds, counts, latency_subscribers=2000)
+            if "viewport" in wanted:
+                report["viewport_streams"] = scenario_viewport(mode, args.seconds)
         finally:
             mode.close()
     text = json.dumps(report, indent=2)

@@ -288,6 +288,16 @@ def test_a_big_sky_loads_and_streams_its_viewport_and_zooms_and_pans(
         wait_for(browser, "return window.starmap.stars.has('inside')")
         assert not browser.execute_script("return window.starmap.stars.has('outside')")
         assert not [u for u in requested(browser) if "outside" in u]
+
+        # The stream gives up (as when the server was away); meanwhile a star is placed. The
+        # page catches up with /stars/changes from the last event it saw, not by reloading.
+        lists_before = len([u for u in requested(browser) if "/stars?" in u])
+        browser.execute_script("const e = window.starmap.events; e.close(); e.onerror(new Event('error'))")
+        post(f"{server.url}/stars", {"x": cx, "y": cy, "message": "while away", "id": "missed"})
+        wait_for(browser, "return window.starmap.stars.has('missed')", timeout=20)
+        assert [u for u in requested(browser) if "/stars/changes?since=" in u]
+        assert len([u for u in requested(browser) if "/stars?" in u]) == lists_before  # nothing reloaded
+        wait_for(browser, "return document.getElementById('status').dataset.state === 'live'")
         frame_ms = float(sky.get_attribute("data-frame-ms") or 0)
         print(f"big sky of {BIG_SKY} stars: first paint {first_paint:.0f} ms after navigation, "
               f"{whole} stars loaded at first, frame {frame_ms:.2f} ms")  # fmt: skip

@@ -9,11 +9,12 @@ import json
 from typing import Any
 
 import aiohttp
+import brotli
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.http.representation import accepts_gzip
+from starmap.http.representation import chosen_coding
 from starmap.keys import LIST_CACHE
 
 from .conftest import MakeClient, MakeProcess
@@ -96,7 +97,7 @@ async def test_a_304_lets_the_client_compute_brightness_now(client: Client) -> N
     assert computed == pytest.approx(fresh["brightness"], abs=0.01)
 
 
-async def test_json_over_a_kibibyte_is_gzipped_when_allowed(client: Client) -> None:
+async def test_json_over_a_kibibyte_is_compressed_when_allowed(client: Client) -> None:
     await seed(client, 20)
     url = client.make_url("/stars")
     async with aiohttp.ClientSession(auto_decompress=False) as raw:
@@ -114,6 +115,13 @@ async def test_json_over_a_kibibyte_is_gzipped_when_allowed(client: Client) -> N
                 assert len(json.loads(await answer.read())) == 20
         async with raw.get(client.make_url("/stars/s0"), headers={"Accept-Encoding": "gzip"}) as answer:
             assert "Content-Encoding" not in answer.headers  # under 1 KiB: not worth it
+        async with raw.get(client.make_url("/users"), headers={"Accept-Encoding": "gzip, br"}) as answer:
+            assert "Content-Encoding" not in answer.headers
+        async with raw.get(
+            client.make_url("/stars?limit=20"), headers={"Accept-Encoding": "gzip, br"}
+        ) as answer:
+            assert answer.headers["Content-Encoding"] == "br"
+            assert len(json.loads(brotli.decompress(await answer.read()))) == 20
 
 
 async def test_the_whole_sky_is_compressed_once_per_rendering(client: Client) -> None:
@@ -124,24 +132,29 @@ async def test_the_whole_sky_is_compressed_once_per_rendering(client: Client) ->
             async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
                 bodies.append(await answer.read())
         cache = client.app[LIST_CACHE]
-        assert cache.gzipped is not None and bodies[0] == bodies[1] == bodies[2] == cache.gzipped
-        compressed = cache.gzipped
+        compressed = cache.encoded["gzip"]
+        assert bodies[0] == bodies[1] == bodies[2] == compressed
         async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
             await answer.read()
-        assert cache.gzipped is compressed  # not compressed again for another request
+        assert cache.encoded["gzip"] is compressed  # not compressed again for another request
+        async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "br"}) as answer:
+            assert answer.headers["Content-Encoding"] == "br"
+            assert len(json.loads(brotli.decompress(await answer.read()))) == 20
+        assert cache.encoded.keys() == {"gzip", "br"}
         await client.post("/stars/s3/like", data="{}", headers=JSON)
         async with raw.get(client.make_url("/stars"), headers={"Accept-Encoding": "gzip"}) as answer:
             assert json.loads(gzip.decompress(await answer.read()))[3]["likes"] == 1
-        assert cache.gzipped is not compressed
+        assert cache.encoded.keys() == {"gzip"}  # rendered anew: only what was asked since
 
 
 @pytest.mark.parametrize(
-    ("header", "gzip_ok"),
-    [("gzip", True), ("GZIP", True), ("br;q=1.0, gzip;q=0.8", True), ("gzip;q=0", False), ("identity", False),
-     ("*", True), ("*;q=0", False), ("", False), ("x-gzip", True), ("gzip;q=bad", False), ("deflate", False)],
+    ("header", "coding"),
+    [("gzip", "gzip"), ("GZIP", "gzip"), ("br;q=1.0, gzip;q=0.8", "br"), ("gzip, deflate, br", "br"),
+     ("br;q=0.5, gzip", "gzip"), ("gzip;q=0", None), ("identity", None), ("*", "br"), ("*;q=0", None),
+     ("", None), ("x-gzip", "gzip"), ("gzip;q=bad", None), ("deflate", None), ("br;q=0, *", "gzip")],
 )  # fmt: skip
-def test_accept_encoding_is_read_with_its_weights(header: str, gzip_ok: bool) -> None:
-    assert accepts_gzip(header) is gzip_ok
+def test_accept_encoding_is_read_with_its_weights(header: str, coding: str | None) -> None:
+    assert chosen_coding(header) == coding
 
 
 async def test_the_same_data_has_the_same_tags_on_every_replica_and_after_a_restart(

@@ -5,9 +5,10 @@ them, never from a rendering: a star's tag comes from its state (``stars.digest`
 it stays put while the star fades and is the same on every replica holding the same
 data. A tag the client already has answers 304 with no body (``not_modified``, before
 anything is rendered where the handler can tell early; ``finish`` checks every tagged
-answer). JSON of at least ``MIN_COMPRESSED`` bytes goes out gzip-encoded when the
-client's ``Accept-Encoding`` allows, with ``Vary: Accept-Encoding``; an answer that is
-already encoded (the cached whole-sky list, compressed once per rendering) is left as it is.
+answer). JSON of at least ``MIN_COMPRESSED`` bytes goes out compressed when the client's
+``Accept-Encoding`` allows (brotli, else gzip), with ``Vary: Accept-Encoding``; an answer
+that is already encoded (the cached whole-sky list, compressed once per rendering) is left
+as it is.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Container, Iterable
-from typing import Final
+from typing import Final, Literal
 
+import brotli
 import orjson
 from aiohttp import web
 
@@ -28,7 +30,8 @@ __all__ = (
     "CONDITIONAL",
     "IF_NONE_MATCH",
     "MIN_COMPRESSED",
-    "accepts_gzip",
+    "Coding",
+    "chosen_coding",
     "body_tag",
     "compress",
     "finish",
@@ -39,6 +42,8 @@ __all__ = (
 
 MIN_COMPRESSED: Final = 1024
 GZIP_LEVEL: Final = 5  # the usual balance; the whole-sky list uses a faster level (see ListCache)
+BROTLI_QUALITY: Final = 4  # as fast as gzip's usual level, and smaller
+Coding = Literal["br", "gzip"]
 CACHE_CONTROL: Final = "no-cache"  # keep it, but ask every time: a 304 costs no body
 JSON_TYPES: Final = frozenset({"application/json", "application/problem+json"})
 IF_NONE_MATCH: Final = Param(
@@ -84,9 +89,8 @@ def not_modified(request: web.Request, tag: str) -> web.Response | None:
     )
 
 
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip (``gzip`` or ``*`` with a non-zero ``q``)."""
-    allowed: dict[str, bool] = {}
+def _weights(accept_encoding: str) -> dict[str, float]:
+    weights: dict[str, float] = {}
     for item in accept_encoding.lower().split(","):
         coding, _, params = item.partition(";")
         q = 1.0
@@ -97,12 +101,27 @@ def accepts_gzip(accept_encoding: str) -> bool:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        allowed[coding.strip()] = q > 0
-    return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
+        weights[coding.strip()] = q
+    return weights
 
 
-def compress(body: bytes, level: int = GZIP_LEVEL) -> bytes:
-    return gzip.compress(body, compresslevel=level, mtime=0)  # mtime 0: the same bytes every time
+def chosen_coding(accept_encoding: str) -> Coding | None:
+    """The coding to answer with: brotli or gzip, the one the client weighs more (brotli on a tie),
+    or None when it allows neither (``*`` stands for any not named; ``q=0`` is a no)."""
+    weights = _weights(accept_encoding)
+    star = weights.get("*", 0.0)
+    br = weights.get("br", star)
+    gz = weights.get("gzip", weights.get("x-gzip", star))
+    if max(br, gz) <= 0:
+        return None
+    return "br" if br >= gz else "gzip"
+
+
+def compress(body: bytes, coding: Coding = "gzip", *, fast: bool = False) -> bytes:
+    """``body`` in ``coding``; ``fast``: the quickest setting (a large body compressed per change)."""
+    if coding == "br":
+        return bytes(brotli.compress(body, quality=1 if fast else BROTLI_QUALITY))
+    return gzip.compress(body, compresslevel=1 if fast else GZIP_LEVEL, mtime=0)  # mtime 0: same bytes
 
 
 def finish(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -123,7 +142,8 @@ def finish(request: web.Request, response: web.StreamResponse) -> web.StreamResp
     ):
         vary = response.headers.get("Vary")
         response.headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
-        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            response.body = compress(body)
-            response.headers["Content-Encoding"] = "gzip"
+        coding = chosen_coding(request.headers.get("Accept-Encoding", ""))
+        if coding is not None:
+            response.body = compress(body, coding)
+            response.headers["Content-Encoding"] = coding
     return response

@@ -36,10 +36,10 @@ from .paging import MAX_LIMIT, link_next, parse_limit
 from .problems import problem
 from .representation import (
     CONDITIONAL,
-    GZIP_LEVEL,
     IF_NONE_MATCH,
     MIN_COMPRESSED,
-    accepts_gzip,
+    Coding,
+    chosen_coding,
     compress,
     not_modified,
     star_tag,
@@ -105,7 +105,8 @@ class ListCache:
 
     Brightness is computed at render time, so a cached list is at most
     ``LIST_CACHE_SECONDS`` behind the decay; any change to a star or to the popular
-    set renders it anew. Its gzip encoding is made once per rendering, when first asked.
+    set renders it anew. Each encoding (brotli, gzip) is made once per rendering, when
+    first asked.
     """
 
     index: StarIndex | None = None
@@ -113,7 +114,7 @@ class ListCache:
     popular: dict[str, int] | None = None
     rendered_at: float = 0.0
     body: bytes = b""
-    gzipped: bytes | None = None
+    encoded: dict[str, bytes] = attrs.Factory(dict)
 
     def get(self, index: StarIndex, popular: dict[str, int], now: float) -> bytes | None:
         fresh = (self.index is index and self.version == index.version and self.popular is popular
@@ -128,12 +129,12 @@ class ListCache:
             now,
             body,
         )
-        self.gzipped = None
+        self.encoded = {}
 
-    def gzip(self) -> bytes:
-        if self.gzipped is None:  # a large list: the fastest level (most of the gain, a fraction of the time)
-            self.gzipped = compress(self.body, level=1 if len(self.body) > BIG_LIST else GZIP_LEVEL)
-        return self.gzipped
+    def encode(self, coding: Coding) -> bytes:
+        if coding not in self.encoded:  # a large list: the fastest setting (most of the gain, little time)
+            self.encoded[coding] = compress(self.body, coding, fast=len(self.body) > BIG_LIST)
+        return self.encoded[coding]
 
 
 def parse_bbox(raw: str | None) -> BBox | None:
@@ -169,8 +170,9 @@ async def list_stars(request: web.Request) -> web.Response:
             body = orjson.dumps(_as_json(request, index, popular, now))
             cache.put(index, popular, now, body)
         headers = {"ETag": tag, "Vary": "Accept-Encoding"}
-        if len(body) >= MIN_COMPRESSED and accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            body, headers["Content-Encoding"] = cache.gzip(), "gzip"
+        coding = chosen_coding(request.headers.get("Accept-Encoding", ""))
+        if len(body) >= MIN_COMPRESSED and coding is not None:
+            body, headers["Content-Encoding"] = cache.encode(coding), coding
         return web.Response(body=body, content_type="application/json", charset="utf-8", headers=headers)
     stars, next_cursor = index.page(limit=limit, cursor=cursor, bbox=bbox)
     answer = await tagged_stars(request, "stars", stars, next_cursor)

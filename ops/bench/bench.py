@@ -222,7 +222,11 @@ def _like(url: str, star: str) -> None:
 def _list_encodings(url: str) -> dict[str, Any]:
     """The whole list as identity and as gzip: bytes, median latency warm, and right after a change."""
     result: dict[str, Any] = {}
-    for name, headers in (("identity", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+    for name, headers in (
+        ("identity", {}),
+        ("gzip", {"Accept-Encoding": "gzip"}),
+        ("br", {"Accept-Encoding": "br"}),
+    ):
         size, warm = _timed_gets(f"{url}/stars", headers, 20)
         cold = []
         for i in range(5):  # a like drops the cached rendering: render (and compress) again

@@ -299,6 +299,17 @@ def test_a_big_sky_loads_and_streams_its_viewport_and_zooms_and_pans(
         assert len([u for u in requested(browser) if "/stars?" in u]) == lists_before  # nothing reloaded
         wait_for(browser, "return document.getElementById('status').dataset.state === 'live'")
         frame_ms = float(sky.get_attribute("data-frame-ms") or 0)
+
+        # Loaded again, the page revalidates what it has (If-None-Match, from the browser's
+        # cache): unchanged pages come back as 304s, headers only.
+        browser.refresh()
+        wait_for(browser, "return document.body.dataset.ready === 'true'", timeout=60)
+        sizes = browser.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/stars?'))"
+            ".map(e => [e.name, e.transferSize, e.encodedBodySize])"
+        )
+        revalidated = [name for name, transfer, body in sizes if 0 < transfer < body]
+        assert revalidated, sizes
         print(f"big sky of {BIG_SKY} stars: first paint {first_paint:.0f} ms after navigation, "
               f"{whole} stars loaded at first, frame {frame_ms:.2f} ms")  # fmt: skip
         ARTIFACTS.mkdir(exist_ok=True)

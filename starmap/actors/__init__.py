@@ -26,9 +26,11 @@ from ..storage import TABLES, TableStore, describe_store
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
 from .messages import (
+    Acquire,
     Forget,
     Liked,
     PopularCounts,
+    RateDecision,
     Ready,
     Reload,
     StarChanged,
@@ -62,6 +64,7 @@ class Actors:
     star_registry: StarRegistry
     user_registry: UserRegistry
     tracker: PopularityTracker
+    limiter: ratelimit.RateLimiter
     # The resources behind them, for readiness and debugging (views never touch them).
     store: TableStore
     location: str
@@ -92,16 +95,14 @@ class Actors:
             mirror=mirror,
         )
         system.register(popularity.KIND, lambda key: tracker)
-        system.register(
-            ratelimit.KIND,
-            lambda key: ratelimit.RateLimiter(
-                key,
-                limit=settings.rate_limit.times,
-                period=settings.rate_limit.seconds,
-                max_clients=tuning.rate_limit_clients,
-                link=link,
-            ),
+        limiter_actor = ratelimit.RateLimiter(
+            ratelimit.KEY,
+            limit=settings.rate_limit.times,
+            period=settings.rate_limit.seconds,
+            max_clients=tuning.rate_limit_clients,
+            link=link,
         )
+        system.register(ratelimit.KIND, lambda key: limiter_actor)
         pop = await system.get(popularity.KIND, popularity.KEY)
         user_registry = UserRegistry(users.KEY, store=store, publisher=publisher, views=views)
         system.register(users.KIND, lambda key: user_registry)
@@ -146,12 +147,20 @@ class Actors:
         )
         limiter = await system.get(ratelimit.KIND, ratelimit.KEY)
         actors = cls(
-            system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker,
+            system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker, limiter_actor,
             store=store, location=describe_store(settings), link=link, mirror=mirror,
         )  # fmt: skip
         await reg.ask(Ready())
         await user_ref.ask(Ready())
         return actors
+
+    async def acquire(self, client: str) -> RateDecision:
+        """A like's rate decision for ``client``. Without Redis a plain call: the limiter's
+        state lives in this event loop and deciding never waits, so a message (a mailbox,
+        a task switch, a future) would buy nothing. With Redis, a message to the limiter."""
+        if self.link is None:
+            return self.limiter.decide_locally(client)
+        return await self.rate_limiter.ask(Acquire(client))
 
     def stars(self) -> StarIndex:
         """The registry's index, to read (never to change) outside the registry."""

@@ -73,11 +73,12 @@ class RateLimiter(Actor):
                         return await self._acquire_global(client)
                     except REDIS_ERRORS:
                         pass  # the link is marked down: the local limiter takes over
-                self.local_decisions += 1
-                return self._acquire(client)
+                return self.decide_locally(client)
         return await super().receive(message)
 
-    def _acquire(self, client: str) -> RateDecision:
+    def decide_locally(self, client: str) -> RateDecision:
+        """This process's decision (synchronous: the facade calls it directly without Redis)."""
+        self.local_decisions += 1
         now = self.clock()
         self._expire(now)
         verdict = gcra(self.tats.get(client, now), now, limit=self.limit, period=self.period)

@@ -83,11 +83,16 @@ def setup_routes(app: web.Application) -> None:
         ]
     # HEAD wherever GET is: aiohttp answers it with the GET's headers and no body.
     routes += [("HEAD", path, handler) for method, path, handler in list(routes) if method == "GET"]
+    # One resource per path, its methods on it (a resource per route made the router try
+    # several for every request), in the order of each path's first route.
+    by_path: dict[str, list[tuple[str, Handler]]] = {}
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
-    for method, path, handler in routes:
-        if path != "/":
-            app.router.add_route(method, path + "/", handler)
+        by_path.setdefault(path, []).append((method, handler))
+    twins = [(path + "/", methods) for path, methods in by_path.items() if path != "/"]
+    for path, methods in [*by_path.items(), *twins]:
+        resource = app.router.add_resource(path)
+        for method, handler in methods:
+            resource.add_route(method, handler)
     sse.setup_sse(app)
     app.on_startup.append(_build_openapi)
 

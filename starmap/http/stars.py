@@ -13,7 +13,6 @@ from aiohttp import web
 from yarl import URL
 
 from ..actors.messages import (
-    Acquire,
     ActiveStars,
     CreateStar,
     DeleteStar,
@@ -295,7 +294,7 @@ async def _like(request: web.Request, star_id: str, key: str | None) -> web.Resp
     body = await load_body(request, LikeIn, converter, optional=True)
     intent = intent_of(request, "like", key, star_id, converter.unstructure(body))
     actors = request.config_dict[ACTORS]
-    decision = await actors.rate_limiter.ask(Acquire(client_identity(request)))
+    decision = await actors.acquire(client_identity(request))
     headers = _rate_headers(decision)
     if not decision.allowed:
         request.config_dict[METRICS].rate_limited.inc()

@@ -99,6 +99,7 @@ class SqliteStore:
     def __init__(self, *, data_dir: Path, table_prefix: str) -> None:
         self.path = data_dir / FILE_NAME
         self._prefix = table_prefix
+        self._tables: dict[str, str] = {}
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="starmap-sqlite-read")
         self._read_conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -174,7 +175,10 @@ class SqliteStore:
         return conn
 
     def _table(self, name: str) -> str:
-        return '"' + check_table_name(self._prefix + name) + '"'
+        quoted = self._tables.get(name)
+        if quoted is None:  # checked once per name, not on every call of the hot path
+            quoted = self._tables[name] = '"' + check_table_name(self._prefix + name) + '"'
+        return quoted
 
     # -- the protocol ---------------------------------------------------------
 

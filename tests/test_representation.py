@@ -190,3 +190,41 @@ async def test_replicas_agree_on_tags(make_process: MakeProcess, redis_server: R
             assert len(tags) == 1, path
             async with http.get(one.url + path, headers={"If-None-Match": tags.pop()}) as answer:
                 assert answer.status == 304
+
+
+def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
+    """Patched after a like, the body is byte for byte what a full rendering at the same time gives."""
+    import attrs
+    import orjson
+
+    from starmap.http.stars import ListCache
+    from starmap.http.views import star_json
+    from starmap.index import StarIndex
+    from starmap.stars import Brightness, Star
+
+    model = Brightness(3600, 20, 20)
+    stars = [
+        Star(f"s{i}", i / 100, 0, f"m{i}", 100.0, 1000.0 + i, i, 1000.0 + i, 1000.0 + i) for i in range(50)
+    ]
+    index = StarIndex(stars)
+
+    def piece(star: Star, is_popular: bool, at: float) -> bytes:
+        return orjson.dumps(star_json(star, model, at, is_popular=is_popular))
+
+    def full(idx: StarIndex, popular: dict[str, int], at: float) -> bytes:
+        return ListCache().render(idx, popular, at, piece)
+
+    cache, popular = ListCache(), {"s3": 60}
+    assert cache.render(index, popular, 2000.0, piece) == full(index, popular, 2000.0)
+    assert cache.rendered_stars == 50
+    assert cache.render(index, popular, 2000.2, piece) is cache.body  # nothing changed: kept as is
+    index.replace(attrs.evolve(stars[7], likes=99, b0=55.0, t0=2000.1, last_liked=2000.1))
+    index.remove("s9")
+    index.add(Star("new", 0.5, 0.5, "new", 100.0, 2000.3, 0, 2000.3, 2000.3))
+    changed_popular = {"s3": 60, "s4": 51}
+    body = cache.render(index, changed_popular, 2000.5, piece)
+    assert cache.rendered_stars == 50 + 3  # s7, the new star, s4's popularity: nothing else
+    assert body == full(index, changed_popular, 2000.0)  # brightness as of the rendering's time
+    assert len(orjson.loads(body)) == 50
+    cache.render(index, changed_popular, 2001.1, piece)  # a second on: every star anew
+    assert cache.rendered_stars == 53 + 50

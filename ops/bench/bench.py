@@ -266,6 +266,28 @@ def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str,
     }  # fmt: skip
 
 
+def scenario_list_under_likes(mode: Mode, seconds: int, count: int) -> dict[str, Any]:
+    """``GET /stars`` over ``count`` stars while likes flow (4 connections of likes beside it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    label = "storm"
+    seed(mode.server_env(label), count)
+    server = mode.start(label, API_RATE_LIMIT_TIMES="1000000000")
+    try:
+        get(f"{server.url}/stars")  # the first rendering, before the storm
+        with ThreadPoolExecutor(1) as pool:
+            storm = pool.submit(
+                wrk, server.url, path="/stars/{id}/like", method="POST", connections=4, seconds=seconds + 2,
+                stars=count,
+            )  # fmt: skip
+            time.sleep(1)
+            lists = wrk(server.url, path="/stars", connections=2, seconds=seconds)
+            likes = storm.result()
+    finally:
+        server.stop()
+    return {"stars": count, "likes_per_second": likes["rps"], "likes": likes, "list": lists}
+
+
 async def _subscribe(
     url: str, count: int, on_chunk: Callable[[bytes], None] | None = None
 ) -> tuple[Any, list[Any]]:
@@ -445,7 +467,9 @@ def main() -> None:
     )
     parser.add_argument("--mode", choices=["embedded", "azurite"], default="embedded")
     parser.add_argument(
-        "--only", default="likes,keyed,get,conditional,list,sse,viewport", help="comma-separated scenarios"
+        "--only",
+        default="likes,keyed,get,conditional,list,storm,sse,viewport",
+        help="comma-separated scenarios",
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
@@ -470,6 +494,8 @@ def main() -> None:
                 report["conditional"] = scenario_conditional(mode, args.seconds)
             if "list" in wanted:
                 report["list_all_and_startup"] = scenario_list_and_startup(mode, args.seconds, args.stars)
+            if "storm" in wanted:
+                report["list_under_likes"] = scenario_list_under_likes(mode, args.seconds, args.stars)
             if "sse" in wanted:
                 counts = [int(c) for c in args.sse.split(",")]
                 report["sse"] = scenario_sse(mode, args.seconds, counts, latency_subscribers=2000)

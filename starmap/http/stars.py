@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -98,14 +98,19 @@ async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str
     return _as_json(request, stars, await request.config_dict[ACTORS].popular(), time.time())
 
 
+Piece = Callable[[Star, bool, float], bytes]
+
+
 @attrs.define
 class ListCache:
-    """The whole list, rendered once and served as bytes until it changes (or 1 s passes).
+    """The whole list as bytes, and each star's JSON kept, so a change re-renders that star only.
 
-    Brightness is computed at render time, so a cached list is at most
-    ``LIST_CACHE_SECONDS`` behind the decay; any change to a star or to the popular
-    set renders it anew. Each encoding (brotli, gzip) is made once per rendering, when
-    first asked.
+    Brightness is rendered as of ``rendered_at``, at most ``LIST_CACHE_SECONDS`` ago; past
+    that every star is rendered anew. Within it, a request after a change re-renders the
+    stars whose state or popularity changed (a star is immutable: a changed one is a new
+    object) and joins the kept pieces, so under a like storm a list costs a walk of the
+    index and a join, not a rendering of every star. Each encoding (brotli, gzip) is made
+    once per body, when first asked.
     """
 
     index: StarIndex | None = None
@@ -114,21 +119,29 @@ class ListCache:
     rendered_at: float = 0.0
     body: bytes = b""
     encoded: dict[str, bytes] = attrs.Factory(dict)
+    pieces: dict[str, tuple[Star, bool, bytes]] = attrs.Factory(dict)
+    rendered_stars: int = 0  # stars rendered so far (the rest of each body was kept pieces)
 
-    def get(self, index: StarIndex, popular: dict[str, int], now: float) -> bytes | None:
-        fresh = (self.index is index and self.version == index.version and self.popular is popular
-                 and now - self.rendered_at < LIST_CACHE_SECONDS)  # fmt: skip
-        return self.body if fresh else None
-
-    def put(self, index: StarIndex, popular: dict[str, int], now: float, body: bytes) -> None:
-        self.index, self.version, self.popular, self.rendered_at, self.body = (
-            index,
-            index.version,
-            popular,
-            now,
-            body,
-        )
-        self.encoded = {}
+    def render(self, index: StarIndex, popular: dict[str, int], now: float, piece: Piece) -> bytes:
+        """The list as of now: kept, patched with the stars that changed, or rendered anew."""
+        expired = now - self.rendered_at >= LIST_CACHE_SECONDS
+        if self.index is index and self.version == index.version and self.popular is popular and not expired:
+            return self.body
+        if self.index is not index or expired:
+            self.pieces, self.rendered_at = {}, now
+        at, kept, pieces, parts = self.rendered_at, self.pieces, {}, []
+        for star in index:
+            flag = star.id in popular
+            entry = kept.get(star.id)
+            if entry is None or entry[0] is not star or entry[1] is not flag:
+                entry = (star, flag, piece(star, flag, at))
+                self.rendered_stars += 1
+            pieces[star.id] = entry
+            parts.append(entry[2])
+        self.pieces = pieces
+        self.body = b"[" + b",".join(parts) + b"]"
+        self.index, self.version, self.popular, self.encoded = index, index.version, popular, {}
+        return self.body
 
     def encode(self, coding: Coding) -> bytes:
         if coding not in self.encoded:  # a large list: the fastest setting (most of the gain, little time)
@@ -164,10 +177,12 @@ async def list_stars(request: web.Request) -> web.Response:
         tag = weak_tag("stars", index.digest, len(index), sorted(popular))
         if (unchanged := not_modified(request, tag)) is not None:
             return unchanged
-        body = cache.get(index, popular, now)
-        if body is None:
-            body = orjson.dumps(_as_json(request, index, popular, now))
-            cache.put(index, popular, now, body)
+        model = request.config_dict[BRIGHTNESS]
+
+        def piece(star: Star, is_popular: bool, at: float) -> bytes:
+            return orjson.dumps(star_json(star, model, at, is_popular=is_popular))
+
+        body = cache.render(index, popular, now, piece)
         headers = {"ETag": tag, "Vary": "Accept-Encoding"}
         coding = chosen_coding(request.headers.get("Accept-Encoding", ""))
         if len(body) >= MIN_COMPRESSED and coding is not None:

@@ -130,13 +130,17 @@ class StarIndex(OrderedIndex[Star]):
 
     ``digest`` is the XOR of every star's ``stars.digest``, kept as stars change: the
     same stars give the same digest on every replica, whatever order they came in.
+    ``shape`` moves when stars come or go (the order changed); the ids of stars replaced
+    since are kept for one reader, the whole-sky list (``take_replaced``).
     """
 
-    __slots__ = ("_grid", "digest")
+    __slots__ = ("_grid", "_replaced", "digest", "shape")
 
     def __init__(self, stars: Iterable[Star] = ()) -> None:
         super().__init__(stars)
         self._grid: dict[tuple[int, int], set[str]] = {}
+        self._replaced: set[str] = set()
+        self.shape = 0
         self.digest = 0
         for star in self:
             self._grid.setdefault((_cell(star.x), _cell(star.y)), set()).add(star.id)
@@ -146,12 +150,14 @@ class StarIndex(OrderedIndex[Star]):
         super().add(item)
         self._grid.setdefault((_cell(item.x), _cell(item.y)), set()).add(item.id)
         self.digest ^= digest(item)
+        self.shape += 1
 
     def replace(self, item: Star) -> bool:
         old = self._by_id.get(item.id)
         if old is None or not super().replace(item):
             return False
         self.digest ^= digest(old) ^ digest(item)
+        self._replaced.add(item.id)
         return True
 
     def remove(self, entity_id: str) -> Star | None:
@@ -159,7 +165,13 @@ class StarIndex(OrderedIndex[Star]):
         if star is not None:
             self._grid[(_cell(star.x), _cell(star.y))].discard(entity_id)
             self.digest ^= digest(star)
+            self.shape += 1
         return star
+
+    def take_replaced(self) -> set[str]:
+        """The ids of the stars replaced since the last call (one reader: the whole-sky list)."""
+        replaced, self._replaced = self._replaced, set()
+        return replaced
 
     def in_box(self, box: BBox) -> list[Star]:
         """The stars inside ``box`` in list order."""

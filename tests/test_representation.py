@@ -218,13 +218,21 @@ def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
     assert cache.render(index, popular, 2000.0, piece) == full(index, popular, 2000.0)
     assert cache.rendered_stars == 50
     assert cache.render(index, popular, 2000.2, piece) is cache.body  # nothing changed: kept as is
+    # Likes only (stars replaced, none come or go) and a popularity change: patched in place.
+    index.replace(attrs.evolve(stars[2], likes=7, b0=60.0, t0=2000.05, last_liked=2000.05))
+    patched = cache.render(index, {"s3": 60, "s5": 50}, 2000.3, piece)
+    assert cache.rendered_stars == 50 + 2  # s2, and s5 now popular (s3 stays)
+    assert patched == full(index, {"s3": 60, "s5": 50}, 2000.0)
+    popular = {"s3": 60, "s5": 50}
+    cache.render(index, popular, 2000.35, piece)
+    assert cache.rendered_stars == 52
     index.replace(attrs.evolve(stars[7], likes=99, b0=55.0, t0=2000.1, last_liked=2000.1))
     index.remove("s9")
     index.add(Star("new", 0.5, 0.5, "new", 100.0, 2000.3, 0, 2000.3, 2000.3))
     changed_popular = {"s3": 60, "s4": 51}
     body = cache.render(index, changed_popular, 2000.5, piece)
-    assert cache.rendered_stars == 50 + 3  # s7, the new star, s4's popularity: nothing else
+    assert cache.rendered_stars == 52 + 4  # s7, the new star, s4's and s5's popularity: nothing else
     assert body == full(index, changed_popular, 2000.0)  # brightness as of the rendering's time
     assert len(orjson.loads(body)) == 50
     cache.render(index, changed_popular, 2001.1, piece)  # a second on: every star anew
-    assert cache.rendered_stars == 53 + 50
+    assert cache.rendered_stars == 56 + 50

@@ -115,11 +115,14 @@ class ListCache:
 
     index: StarIndex | None = None
     version: int = -1
+    shape: int = -1
     popular: dict[str, int] | None = None
     rendered_at: float = 0.0
     body: bytes = b""
     encoded: dict[str, bytes] = attrs.Factory(dict)
     pieces: dict[str, tuple[Star, bool, bytes]] = attrs.Factory(dict)
+    parts: list[bytes] = attrs.Factory(list)  # the pieces in list order
+    positions: dict[str, int] = attrs.Factory(dict)  # where each star's piece is in ``parts``
     rendered_stars: int = 0  # stars rendered so far (the rest of each body was kept pieces)
 
     def render(self, index: StarIndex, popular: dict[str, int], now: float, piece: Piece) -> bytes:
@@ -127,9 +130,36 @@ class ListCache:
         expired = now - self.rendered_at >= LIST_CACHE_SECONDS
         if self.index is index and self.version == index.version and self.popular is popular and not expired:
             return self.body
+        replaced = index.take_replaced()
         if self.index is not index or expired:
             self.pieces, self.rendered_at = {}, now
-        at, kept, pieces, parts = self.rendered_at, self.pieces, {}, []
+            self._walk(index, popular, piece)
+        elif self.shape != index.shape:  # stars came or went: the order is walked again
+            self._walk(index, popular, piece)
+        else:  # only replaced stars (a like is one) and popularity flags: patched in place
+            changed = replaced
+            if self.popular is not popular and self.popular is not None:
+                changed = changed | (self.popular.keys() ^ popular.keys())
+            for star_id in changed:
+                star, position = index.get(star_id), self.positions.get(star_id)
+                if star is None or position is None:  # gone meanwhile: the walk settles it
+                    self._walk(index, popular, piece)
+                    break
+                entry = (star, star_id in popular, piece(star, star_id in popular, self.rendered_at))
+                self.rendered_stars += 1
+                self.pieces[star_id] = entry
+                self.parts[position] = entry[2]
+        self.body = b"[" + b",".join(self.parts) + b"]"
+        self.index, self.version, self.shape, self.popular = index, index.version, index.shape, popular
+        self.encoded = {}
+        return self.body
+
+    def _walk(self, index: StarIndex, popular: dict[str, int], piece: Piece) -> None:
+        """Every star in list order: its kept piece while unchanged, rendered anew otherwise."""
+        at, kept = self.rendered_at, self.pieces
+        pieces: dict[str, tuple[Star, bool, bytes]] = {}
+        parts: list[bytes] = []
+        positions: dict[str, int] = {}
         for star in index:
             flag = star.id in popular
             entry = kept.get(star.id)
@@ -137,11 +167,9 @@ class ListCache:
                 entry = (star, flag, piece(star, flag, at))
                 self.rendered_stars += 1
             pieces[star.id] = entry
+            positions[star.id] = len(parts)
             parts.append(entry[2])
-        self.pieces = pieces
-        self.body = b"[" + b",".join(parts) + b"]"
-        self.index, self.version, self.popular, self.encoded = index, index.version, popular, {}
-        return self.body
+        self.pieces, self.parts, self.positions = pieces, parts, positions
 
     def encode(self, coding: Coding) -> bytes:
         if coding not in self.encoded:  # a large list: the fastest setting (most of the gain, little time)

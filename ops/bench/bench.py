@@ -266,6 +266,26 @@ def scenario_list_and_startup(mode: Mode, seconds: int, count: int) -> dict[str,
     }  # fmt: skip
 
 
+def scenario_million(mode: Mode, seconds: int, count: int = 1_000_000) -> dict[str, Any]:
+    """A million stars: start-up, memory, and a viewport (1 % of the sky, limit 1000) under load."""
+    label = "million"
+    started = time.monotonic()
+    seed(mode.server_env(label), count)
+    seeded = time.monotonic() - started
+    begin = time.monotonic()
+    server = mode.start(label)
+    startup = time.monotonic() - begin
+    try:
+        rss = rss_kb(server.proc.pid)  # type: ignore[union-attr]
+        box = "/stars?bbox=0.1,0.1,0.3,0.3&limit=1000"  # 0.2 x 0.2 of a 2 x 2 sky: 1 %
+        found = len(get(server.url + box))
+        viewport = wrk(server.url, path=box, connections=4, seconds=seconds)
+    finally:
+        server.stop()
+    return {"stars": count, "seed_seconds": round(seeded, 1), "startup_seconds": round(startup, 2),
+            "rss_mb": round(rss / 1024, 1), "viewport_stars": found, "viewport": viewport}  # fmt: skip
+
+
 def scenario_list_under_likes(mode: Mode, seconds: int, count: int) -> dict[str, Any]:
     """``GET /stars`` over ``count`` stars while likes flow (4 connections of likes beside it)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -494,6 +514,8 @@ def main() -> None:
                 report["conditional"] = scenario_conditional(mode, args.seconds)
             if "list" in wanted:
                 report["list_all_and_startup"] = scenario_list_and_startup(mode, args.seconds, args.stars)
+            if "million" in wanted:
+                report["million_stars"] = scenario_million(mode, args.seconds)
             if "storm" in wanted:
                 report["list_under_likes"] = scenario_list_under_likes(mode, args.seconds, args.stars)
             if "sse" in wanted:

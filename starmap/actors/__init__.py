@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Final
 
 import aiojobs
 import attrs
@@ -43,6 +43,9 @@ from .registry import StarRegistry
 from .runtime import Actor, ActorRef, ActorStopped, ActorSystem
 from .users import UserRegistry
 from .wire import Views
+
+# How long start-up waits for the registries to load their indexes (a million stars: ~10 s).
+LOAD_TIMEOUT: Final = 3600.0
 
 __all__ = ("Actor", "ActorRef", "ActorStopped", "ActorSystem", "Actors")
 
@@ -150,8 +153,9 @@ class Actors:
             system, reg, pop, limiter, user_ref, star_registry, user_registry, tracker, limiter_actor,
             store=store, location=describe_store(settings), link=link, mirror=mirror,
         )  # fmt: skip
-        await reg.ask(Ready())
-        await user_ref.ask(Ready())
+        # Loading a large table takes longer than any ask should: start-up waits for it.
+        await reg.ask(Ready(), timeout=LOAD_TIMEOUT)
+        await user_ref.ask(Ready(), timeout=LOAD_TIMEOUT)
         return actors
 
     async def acquire(self, client: str) -> RateDecision:
@@ -206,8 +210,8 @@ class Actors:
 
     async def reload_now(self) -> None:
         """Rebuild both indexes from the table store and return once they are loaded."""
-        await self.registry.ask(Reload())
-        await self.users.ask(Reload())
+        await self.registry.ask(Reload(), timeout=LOAD_TIMEOUT)
+        await self.users.ask(Reload(), timeout=LOAD_TIMEOUT)
 
     def foreign_rows(self) -> dict[str, dict[str, int]]:
         """Rows the registries found at their last load and left alone, per table."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 import attrs
+import orjson
 
 from ..batching import take_batch
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
@@ -88,7 +89,11 @@ def _error(exc: sqlite3.Error, table: str | None = None) -> Exception:
 
 
 def _stored(pk: str, rk: str, etag: str, body: str) -> Stored:
-    return Stored({"PartitionKey": pk, "RowKey": rk, **json.loads(body)}, etag)
+    try:  # orjson: several times faster, and every start-up reads every row
+        props = orjson.loads(body)
+    except orjson.JSONDecodeError:  # NaN or an infinity (JSON has neither): the standard library reads them
+        props = json.loads(body)
+    return Stored({"PartitionKey": pk, "RowKey": rk, **props}, etag)
 
 
 class SqliteStore:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import heapq
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -19,6 +21,9 @@ from .stars import BBox, Star, digest
 __all__ = ("OrderedIndex", "StarIndex", "decode_cursor", "encode_cursor")
 
 GRID: Final = 32  # cells per axis over [-1, 1]
+# A star's cell comes from a rounded sum: it may sit a few ulps outside the cell's edges.
+# A cell counts as wholly inside a box only with this much room to spare.
+SLACK: Final = 1e-9
 
 OrderKey = tuple[float, str]
 Page = tuple[list[OrderKey], str | None]
@@ -125,6 +130,11 @@ def _cell(v: float) -> int:
     return min(GRID - 1, max(0, math.floor((v + 1.0) / 2.0 * GRID)))
 
 
+def _edge(cell: int) -> float:
+    """Where cell ``cell`` starts (and ``cell - 1`` ends), on either axis; the sky's edges clamp."""
+    return -math.inf if cell <= 0 else (math.inf if cell >= GRID else cell * 2.0 / GRID - 1.0)
+
+
 class StarIndex(OrderedIndex[Star]):
     """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells.
 
@@ -138,17 +148,18 @@ class StarIndex(OrderedIndex[Star]):
 
     def __init__(self, stars: Iterable[Star] = ()) -> None:
         super().__init__(stars)
-        self._grid: dict[tuple[int, int], set[str]] = {}
+        # Each cell's stars as their order keys, sorted: a viewport merges its cells' lists.
+        self._grid: dict[tuple[int, int], list[OrderKey]] = {}
         self._replaced: set[str] = set()
         self.shape = 0
         self.digest = 0
-        for star in self:
-            self._grid.setdefault((_cell(star.x), _cell(star.y)), set()).add(star.id)
+        for star in self:  # in list order: every cell's list comes out sorted
+            self._grid.setdefault((_cell(star.x), _cell(star.y)), []).append(_key(star))
             self.digest ^= digest(star)
 
     def add(self, item: Star) -> None:
         super().add(item)
-        self._grid.setdefault((_cell(item.x), _cell(item.y)), set()).add(item.id)
+        bisect.insort(self._grid.setdefault((_cell(item.x), _cell(item.y)), []), _key(item))
         self.digest ^= digest(item)
         self.shape += 1
 
@@ -163,7 +174,10 @@ class StarIndex(OrderedIndex[Star]):
     def remove(self, entity_id: str) -> Star | None:
         star = super().remove(entity_id)
         if star is not None:
-            self._grid[(_cell(star.x), _cell(star.y))].discard(entity_id)
+            keys, key = self._grid[(_cell(star.x), _cell(star.y))], _key(star)
+            i = bisect.bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                del keys[i]
             self.digest ^= digest(star)
             self.shape += 1
         return star
@@ -175,19 +189,46 @@ class StarIndex(OrderedIndex[Star]):
 
     def in_box(self, box: BBox) -> list[Star]:
         """The stars inside ``box`` in list order."""
-        found = []
-        for cx in range(_cell(box.x1), _cell(box.x2) + 1):
-            for cy in range(_cell(box.y1), _cell(box.y2) + 1):
-                for sid in self._grid.get((cx, cy), ()):
-                    star = self._by_id[sid]
-                    if box.contains(star.x, star.y):
-                        found.append(star)
-        found.sort(key=_key)
-        return found
+        return [self._by_id[sid] for _, sid in self._keys_in_box(box)]
+
+    def _keys_in_box(
+        self, box: BBox, after: OrderKey | None = None, count: int | None = None
+    ) -> list[OrderKey]:
+        """The first ``count`` (all: None) order keys after ``after`` of the stars inside ``box``.
+
+        Each cell's keys are kept sorted, so this merges the cells' lists and stops after
+        ``count``: a page of a crowded viewport looks at little more than the page. Cells
+        wholly inside the box are merged as they are; those on its edges, star by star.
+        """
+        by_id, x1, y1, x2, y2 = self._by_id, box.x1, box.y1, box.x2, box.y2
+        lists: list[Iterable[OrderKey]] = []
+        for cx in range(_cell(x1), _cell(x2) + 1):
+            inner_x = _edge(cx) - SLACK > x1 and _edge(cx + 1) + SLACK < x2
+            for cy in range(_cell(y1), _cell(y2) + 1):
+                keys = self._grid.get((cx, cy))
+                if not keys:
+                    continue
+                start = 0 if after is None else bisect.bisect_right(keys, after)
+                if inner_x and _edge(cy) - SLACK > y1 and _edge(cy + 1) + SLACK < y2:
+                    lists.append(keys[start:])
+                else:
+                    lists.append(
+                        k for k in keys[start:] if x1 <= by_id[k[1]].x <= x2 and y1 <= by_id[k[1]].y <= y2
+                    )
+        merged = heapq.merge(*lists)
+        return list(merged if count is None else itertools.islice(merged, count))
 
     def page(
         self, *, limit: int | None = None, cursor: str | None = None, bbox: BBox | None = None
     ) -> tuple[list[Star], str | None]:
         if bbox is None:
             return super().page(limit=limit, cursor=cursor)
-        return self._page([_key(s) for s in self.in_box(bbox)], limit, cursor)
+        after = None if cursor is None else decode_cursor(cursor)
+        keys = self._keys_in_box(
+            bbox, after, None if limit is None else limit + 1
+        )  # one more: is there a next?
+        chosen = keys if limit is None else keys[:limit]
+        more = limit is not None and len(keys) > limit
+        return [self._by_id[sid] for _, sid in chosen], (
+            encode_cursor(chosen[-1]) if more and chosen else None
+        )

@@ -142,13 +142,51 @@ def ratio(ours: dict[str, Any], bare: dict[str, Any]) -> float:
     return round(ours["rps"] / bare["rps"], 3) if bare["rps"] else 0.0
 
 
+def _storage_writes(url: str) -> int:
+    """Writes the service has sent to its store so far (updates and batches), from /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:  # noqa: S310 - loopback only
+        text = answer.read().decode()
+    pattern = re.compile(
+        r'starmap_storage_operation_duration_seconds_count\{operation="(update|batch)"\} ([0-9.e+]+)'
+    )
+    return int(sum(float(m.group(2)) for m in pattern.finditer(text)))
+
+
+def _single_write_rate(env: dict[str, str], seconds: float = 5.0, concurrency: int = 64) -> float:
+    """The store's own rate of single writes (upserts of one entity each), at ``concurrency``."""
+    settings = load_settings(env, root=ROOT)
+
+    async def run() -> float:
+        store = open_store(settings)
+        await store.ensure_tables(TABLES)
+        done, deadline = 0, time.monotonic() + seconds
+
+        async def writer(n: int) -> None:
+            nonlocal done
+            i = 0
+            while time.monotonic() < deadline:
+                await store.upsert(STARS, {"PartitionKey": "bench", "RowKey": f"w{n}-{i % 50}", "n": i})
+                i += 1
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(writer(n) for n in range(concurrency)))
+        took = time.monotonic() - started
+        await store.close()
+        return done / took
+
+    return round(asyncio.run(run()), 1)
+
+
 def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False) -> dict[str, Any]:
     """Likes on 1,000 stars; ``keyed``: each with its own Idempotency-Key, as the page sends them."""
     label = "likeskeyed" if keyed else "likes"
     seed(mode.server_env(label), 1000)
     server = mode.start(label, API_RATE_LIMIT_TIMES="1000000000")
     try:
+        writes_before = _storage_writes(server.url)
         ours = wrk(server.url, path="/stars/{id}/like", method="POST", seconds=seconds, keyed=keyed)
+        writes = _storage_writes(server.url) - writes_before
         time.sleep(0.5)
         counted = sum(s["likes"] for s in get(f"{server.url}/stars"))
         rss = rss_kb(server.proc.pid)  # type: ignore[union-attr]
@@ -162,8 +200,12 @@ def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False) -> dict[str
         again.stop()
     with bare_server() as bare_url:
         bare = wrk(bare_url, path="/stars/{id}/like", method="POST", seconds=seconds)
+    single = _single_write_rate(mode.server_env("singlewrites")) if mode.name == "azurite" else None
     return {
         "starmap": ours, "bare": bare, "ratio": ratio(ours, bare), "server_rss_mb": round(rss / 1024, 1),
+        "storage_writes": writes,
+        "likes_per_storage_write": round(ours["ok"] / writes, 2) if writes else None,
+        "store_single_writes_per_second": single,
         "acknowledged": ours["ok"], "counted": counted, "durable_after_restart": durable,
         # wrk stops mid-flight: likes it never saw answered may still have landed.
         "durable_ok": ours["ok"] <= durable <= ours["ok"] + 64,

@@ -454,3 +454,25 @@ async def test_records_live_beside_their_writes(client: Client) -> None:
     assert like_record.partition_key == bucket("s")
     [user_record] = [r async for r in iter_entities(store, USERS, rows=RECORDS)]
     assert user_record.partition_key == bucket(user["id"])
+
+
+async def test_hundreds_of_keyed_likes_at_once_on_one_star_all_count(make_client: MakeClient) -> None:
+    """A batch holds 100 operations: a storm of keyed likes on one star is committed in groups."""
+    client = await make_client(API_RATE_LIMIT_TIMES="100000")
+    assert (await client.post("/stars", json={"x": 0, "y": 0, "message": "m", "id": "s"})).status == 201
+    answers = await asyncio.gather(
+        *(client.post("/stars/s/like", data="{}", headers=keyed(key())) for _ in range(300))
+    )
+    assert sorted({a.status for a in answers}) == [200]
+    assert (await (await client.get("/stars/s")).json())["likes"] == 300
+
+
+def test_keyed_likes_are_grouped_a_batch_at_a_time() -> None:
+    from starmap.actors.likes import MAX_KEYED, _groups
+
+    items = list(range(250))
+    groups = _groups(items, lambda i: i % 2 == 0)  # every other one keyed
+    assert [i for g in groups for i in g] == items
+    assert all(sum(i % 2 == 0 for i in g) <= MAX_KEYED for g in groups)
+    assert len(groups) == 2
+    assert _groups([], lambda i: True) == []

@@ -33,7 +33,7 @@ from ..events import Publisher
 from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
-from ..storage import Op, TableStore
+from ..storage import MAX_BATCH, Op, TableStore
 from .messages import CheckUser, Like, Liked, Relate, StarChanged
 from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
@@ -48,10 +48,27 @@ KIND: Final = "likes"
 _ORIGIN: Final = uuid.uuid4().hex[:8]
 _BATCHES: Final = itertools.count(1)
 MAX_CONFLICTS: Final = 20
+# Keyed likes in one commit: the star's update and one record each fit one batch (100).
+MAX_KEYED: Final = MAX_BATCH - 1
 # Commits of a batch whose keyed likes keep meeting records other replicas wrote meanwhile.
 MAX_RECORD_RACES: Final = 5
 # 5-50 ms after the first conflict, up to 40-400 ms: writers that collided spread out.
 CONFLICT_RETRY: Final = Backoff(base=0.0275, cap=0.22, jitter=0.8)
+
+
+def _groups(items: list[int], keyed: Callable[[int], bool]) -> list[list[int]]:
+    """``items`` in order, cut so that no group holds more than ``MAX_KEYED`` keyed likes: each
+    keyed like adds a record to its group's batch, and a batch holds at most 100 operations."""
+    groups: list[list[int]] = [[]]
+    in_group = 0
+    for item in items:
+        if keyed(item):
+            if in_group == MAX_KEYED:
+                groups.append([])
+                in_group = 0
+            in_group += 1
+        groups[-1].append(item)
+    return [group for group in groups if group]
 
 
 class LikeCounter(Actor):
@@ -121,9 +138,15 @@ class LikeCounter(Actor):
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
                 results[i] = exc
+        for group in _groups(counted, lambda i: messages[i].intent is not None):
+            await self._commit_group(messages, group, results)
+        return results
+
+    async def _commit_group(self, messages: Sequence[Any], counted: list[int], results: list[Any]) -> None:
+        """Commit the likes ``counted`` (indexes into ``messages``) at once; answers in ``results``."""
         for _attempt in range(MAX_RECORD_RACES):
             if not counted:
-                break
+                return
             try:
                 star = await self._commit([messages[i] for i in counted])
             except AlreadyExists:
@@ -136,15 +159,13 @@ class LikeCounter(Actor):
             except Exception as exc:
                 for i in counted:
                     results[i] = exc
-                break
+                return
             await self._relate([messages[i].user_id for i in counted], star.last_liked)
             for i in counted:
                 results[i] = star if messages[i].intent is None else self.views.liked(star)
-            break
-        else:
-            for i in counted:
-                results[i] = StorageUnavailable(f"star {self.key!r}: too many concurrent keyed likes")
-        return results
+            return
+        for i in counted:
+            results[i] = StorageUnavailable(f"star {self.key!r}: too many concurrent keyed likes")
 
     async def _recorded(self, intent: Intent) -> Recorded | None:
         """The recorded answer to a like with this key, if it was committed before."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+import attrs
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -58,12 +59,17 @@ class RedactSecrets(logging.Filter):
         # Longest first, so a connection string goes before the key inside it.
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
+    def text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
-            message = record.getMessage()
-            for secret in self._secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
+            record.msg, record.args = self.text(record.getMessage()), None
+            for name, value in vars(record).items():  # the `extra` fields too (a path, say)
+                if name not in _STANDARD and isinstance(value, str):
+                    setattr(record, name, self.text(value))
             if record.exc_info:
                 text = logging.Formatter().formatException(record.exc_info)
                 for secret in self._secrets:
@@ -146,10 +152,14 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self.write_line(line, urgent=record.levelno >= logging.WARNING)
+
+    def write_line(self, line: str, *, urgent: bool = False) -> None:
+        """Queue one finished line (with its line ending); ``urgent``: written out at once."""
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
             self._size += len(line)
-            urgent = record.levelno >= logging.WARNING or self._size >= self._limit
+            urgent = urgent or self._size >= self._limit
             if not urgent and self._timer is None:
                 self._timer = threading.Timer(self._interval, self.flush)
                 self._timer.daemon = True
@@ -191,32 +201,76 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(TextFormatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    redact = next(f for f in handler.filters if isinstance(f, RedactSecrets))
+    _ACCESS[:] = [AccessSink(handler, settings.log_format is LogFormat.JSON, redact)]
     root.setLevel(settings.log.level)
     # The SDK logs every HTTP request at INFO, headers included.
     logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))
 
 
+@attrs.define
+class AccessSink:
+    """Where access lines go without the logging machinery: the root handler, and its rules."""
+
+    handler: BufferedStreamHandler
+    json: bool
+    redact: RedactSecrets
+    _second: int = -1
+    _stamp: str = ""
+
+    def stamp(self, created: float) -> str:
+        """The formatters' time (UTC ISO for JSON, local with a comma for text), once a second."""
+        second = int(created)
+        if second != self._second:
+            if self.json:
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            else:
+                self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        millis = int((created - second) * 1000)
+        return f"{self._stamp}.{millis:03d}Z" if self.json else f"{self._stamp},{millis:03d}"
+
+    def line(self, logger: str, message: str, fields: dict[str, Any], created: float) -> str:
+        """The line the root handler's formatter would write for this INFO record, secrets out."""
+        if self.json:
+            head = {"time": self.stamp(created), "level": "INFO", "logger": logger, "message": message}
+            line = _JSON_UNSAFE.sub(_json_escape, orjson.dumps(head | fields, default=str).decode())
+        else:
+            line = f"{self.stamp(created)} INFO {logger} [{fields['request_id']}]: {escape_controls(message)}"
+        return self.redact.text(line)
+
+
+_ACCESS: list[AccessSink] = []  # set by configure_logging: the one sink of this process
+
+
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, with its fields as `extra` for the JSON formatter."""
+    """One line per request, with its fields as `extra` for the JSON formatter.
+
+    The hot path of every request: once logging is configured the line is made here,
+    exactly as the root handler's formatter would make it, and queued on that handler,
+    without a LogRecord, the logger's and handler's passes, or the generic formatter.
+    """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.path,
-            response.status,
-            time * 1000,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round(time * 1000, 2),
-                "remote": request.remote,
-                "bytes": response.body_length,
-                "request_id": request.get(REQUEST_ID_KEY, "-"),
-            },
-        )
+        message = f"{request.method} {request.path} {response.status} {time * 1000:.1f}ms"
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "duration_ms": round(time * 1000, 2),
+            "remote": request.remote,
+            "bytes": response.body_length,
+            "request_id": request.get(REQUEST_ID_KEY, "-"),
+        }
+        if _ACCESS and self.logger.handlers == [] and self.logger.propagate:
+            sink = _ACCESS[0]
+            sink.handler.write_line(sink.line(self.logger.name, message, fields, _now()) + "\n")
+            return
+        self.logger.info("%s", message, extra=fields)
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+_now = time.time

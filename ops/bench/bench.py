@@ -481,6 +481,56 @@ def _run(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
+def scenario_fanout(mode: Mode, per_replica: int = 19_900, per_client: int = 9_950) -> dict[str, Any]:
+    """Two replicas on one store and one Redis, ``per_replica`` streams each, from client
+    processes of ``per_client`` streams (each its own 127.0.0.x); one event, published on the
+    first replica, timed to every stream. A process may hold 20,000 files here: a replica's
+    streams, its listener, the store and Redis must fit, hence 19,900 and not 20,000."""
+    extra = {"SSE_MAX_STREAMS": str(per_replica + 100), "SSE_MAX_STREAMS_PER_CLIENT": "100000",
+             "SSE_PING_INTERVAL": "120"}  # fmt: skip
+    servers = [mode.start("fanout", **extra), mode.start("fanout", **extra)]
+    clients: list[subprocess.Popen[str]] = []
+    try:
+        rss_before = [rss_kb(s.proc.pid) for s in servers]  # type: ignore[union-attr]
+        n = 0
+        for server in servers:
+            for start in range(0, per_replica, per_client):
+                n += 1
+                count = min(per_client, per_replica - start)
+                clients.append(subprocess.Popen(
+                    [sys.executable, str(HERE / "fanout_client.py"), f"127.0.0.1:{server.port}", str(count),
+                     f"127.0.0.{n + 1}"], stdout=subprocess.PIPE, text=True,
+                ))  # fmt: skip
+        opened = 0
+        for client in clients:
+            assert client.stdout is not None
+            line = client.stdout.readline()
+            opened += int(line.split()[1]) if line.startswith("ready") else 0
+        time.sleep(2)
+        rss_after = [rss_kb(s.proc.pid) for s in servers]  # type: ignore[union-attr]
+        body = json.dumps({"x": 0, "y": 0, "message": f"t={time.time():.6f}"}).encode()
+        request = urllib.request.Request(  # noqa: S310 - loopback only
+            f"{servers[0].url}/stars", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=30).close()  # noqa: S310
+        reports = []
+        for client in clients:
+            assert client.stdout is not None
+            reports.append(json.loads(client.stdout.readline()))
+    finally:
+        for client in clients:
+            client.kill()
+        for server in servers:
+            server.stop()
+    received = sum(r["received"] for r in reports)
+    per_stream = [(a - b) / per_replica for a, b in zip(rss_after, rss_before, strict=True)]
+    return {
+        "replicas": 2, "streams_opened": opened, "streams_that_got_the_event": received,
+        "slowest_ms": max(r["max_ms"] or 0 for r in reports), "clients": reports,
+        "kb_per_stream": [round(k, 2) for k in per_stream],
+    }  # fmt: skip
+
+
 def scenario_sse(mode: Mode, seconds: int, counts: list[int], latency_subscribers: int) -> dict[str, Any]:
     server = mode.start(
         "sse", SSE_PING_INTERVAL="60", SSE_FLUSH_MS=os.environ.get("BENCH_SSE_FLUSH_MS", "30"),
@@ -563,6 +613,8 @@ def main() -> None:
             if "sse" in wanted:
                 counts = [int(c) for c in args.sse.split(",")]
                 report["sse"] = scenario_sse(mode, args.seconds, counts, latency_subscribers=2000)
+            if "fanout" in wanted:
+                report["fanout_two_replicas"] = scenario_fanout(mode)
             if "viewport" in wanted:
                 report["viewport_streams"] = scenario_viewport(mode, args.seconds)
         finally:

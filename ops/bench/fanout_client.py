@@ -56,11 +56,10 @@ async def main(target: str, count: int, source: str) -> None:
     for start in range(0, count, 500):
         batch = []
         for _ in range(min(500, count - start)):
-            ready, got = loop.create_future(), loop.create_future()
+            ready: asyncio.Future[None] = loop.create_future()
+            got: asyncio.Future[float] = loop.create_future()
             batch.append(
-                loop.create_connection(
-                    lambda r=ready, g=got: Subscriber(r, g), host, int(port), local_addr=(source, 0)
-                )
+                loop.create_connection(_factory(ready, got), host, int(port), local_addr=(source, 0))
             )
             subscribers.append((ready, got))
         await asyncio.gather(*batch)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 import heapq
 import itertools
 import json
 import math
+import operator
 from collections.abc import Iterable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -139,12 +141,13 @@ class StarIndex(OrderedIndex[Star]):
     """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells.
 
     ``digest`` is the XOR of every star's ``stars.digest``, kept as stars change: the
-    same stars give the same digest on every replica, whatever order they came in.
+    same stars give the same digest on every replica, whatever order they came in. It is
+    computed when first asked (a second of a million-star start-up), then kept.
     ``shape`` moves when stars come or go (the order changed); the ids of stars replaced
     since are kept for one reader, the whole-sky list (``take_replaced``).
     """
 
-    __slots__ = ("_grid", "_replaced", "digest", "shape")
+    __slots__ = ("_digest", "_grid", "_replaced", "shape")
 
     def __init__(self, stars: Iterable[Star] = ()) -> None:
         super().__init__(stars)
@@ -152,22 +155,23 @@ class StarIndex(OrderedIndex[Star]):
         self._grid: dict[tuple[int, int], list[OrderKey]] = {}
         self._replaced: set[str] = set()
         self.shape = 0
-        self.digest = 0
+        self._digest: int | None = None
         for star in self:  # in list order: every cell's list comes out sorted
             self._grid.setdefault((_cell(star.x), _cell(star.y)), []).append(_key(star))
-            self.digest ^= digest(star)
 
     def add(self, item: Star) -> None:
         super().add(item)
         bisect.insort(self._grid.setdefault((_cell(item.x), _cell(item.y)), []), _key(item))
-        self.digest ^= digest(item)
+        if self._digest is not None:
+            self._digest ^= digest(item)
         self.shape += 1
 
     def replace(self, item: Star) -> bool:
         old = self._by_id.get(item.id)
         if old is None or not super().replace(item):
             return False
-        self.digest ^= digest(old) ^ digest(item)
+        if self._digest is not None:
+            self._digest ^= digest(old) ^ digest(item)
         self._replaced.add(item.id)
         return True
 
@@ -178,9 +182,16 @@ class StarIndex(OrderedIndex[Star]):
             i = bisect.bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
                 del keys[i]
-            self.digest ^= digest(star)
+            if self._digest is not None:
+                self._digest ^= digest(star)
             self.shape += 1
         return star
+
+    @property
+    def digest(self) -> int:
+        if self._digest is None:
+            self._digest = functools.reduce(operator.xor, map(digest, self._by_id.values()), 0)
+        return self._digest
 
     def take_replaced(self) -> set[str]:
         """The ids of the stars replaced since the last call (one reader: the whole-sky list)."""

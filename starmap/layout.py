@@ -78,7 +78,11 @@ class Census(Generic[T]):
     def take(self, entity: dict[str, Any]) -> T | None:
         """The parsed row if this service wrote it; None (and counted) otherwise."""
         row_key = str(entity.get("RowKey", ""))
-        kind = classify(entity, partition=self._partition(row_key), required=self._required)
+        layout = entity.get(LAYOUT_PROPERTY)
+        if type(layout) is int and layout == LAYOUT:  # marked ours (not a bool): no partition to derive
+            kind = RowKind.CURRENT
+        else:
+            kind = classify(entity, partition=self._partition(row_key), required=self._required)
         if kind is RowKind.ORIGINAL:
             self.original_ids.append(row_key)
             return None

@@ -236,3 +236,20 @@ def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
     assert len(orjson.loads(body)) == 50
     cache.render(index, changed_popular, 2001.1, piece)  # a second on: every star anew
     assert cache.rendered_stars == 56 + 50
+
+
+def test_the_index_digest_kept_through_changes_is_the_one_computed_anew() -> None:
+    import attrs
+
+    from starmap.index import StarIndex
+    from starmap.stars import Star
+
+    stars = [Star(f"s{i}", 0, 0, "m", 100.0, 1.0, i, 1.0 + i, 1.0) for i in range(20)]
+    kept = StarIndex(stars)
+    before = kept.digest  # computed now, then kept as stars change
+    kept.replace(attrs.evolve(stars[3], likes=99))
+    kept.add(Star("new", 0.5, 0.5, "n", 100.0, 2.0, 0, 30.0, 2.0))
+    kept.remove("s7")
+    fresh = StarIndex(list(kept))
+    assert kept.digest == fresh.digest != before
+    assert StarIndex(stars).digest == before  # the same stars, the same digest

@@ -93,7 +93,8 @@ def _stored(pk: str, rk: str, etag: str, body: str) -> Stored:
         props = orjson.loads(body)
     except orjson.JSONDecodeError:  # NaN or an infinity (JSON has neither): the standard library reads them
         props = json.loads(body)
-    return Stored({"PartitionKey": pk, "RowKey": rk, **props}, etag)
+    props["PartitionKey"], props["RowKey"] = pk, rk  # the keys live in their own columns
+    return Stored(props, etag)
 
 
 class SqliteStore:

@@ -45,7 +45,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
     await store.insert(STARS, star_to_entity(star))
     system = ActorSystem(scheduler, mailbox_size=1, ask_timeout=10.0)
     system.register("stars", Stuck)
-    system.register("popularity", lambda key: PopularityTracker(key, window=3600, threshold=5))
+    tracker = PopularityTracker("local", window=3600, threshold=5)
     registry = await system.get("stars", "registry")
     registry.tell("first")  # taken: the actor is stuck on it
     await asyncio.sleep(0)
@@ -60,7 +60,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
         brightness=Brightness(3600, 20, 20),
         views=WireViews(Brightness(3600, 20, 20)),
         registry=registry,
-        popularity=await system.get("popularity", "local"),
+        count_likes=tracker.count_likes,
         users=registry,  # no user in these likes: never asked
         write_deadline=1,
         idle_timeout=60,

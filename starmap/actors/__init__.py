@@ -141,7 +141,7 @@ class Actors:
                 brightness=model,
                 views=views,
                 registry=reg,
-                popularity=pop,
+                count_likes=tracker.count_likes,
                 users=user_ref,
                 write_deadline=tuning.like_write_deadline,
                 idle_timeout=tuning.idle_seconds,

@@ -34,7 +34,7 @@ from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
 from ..storage import MAX_BATCH, Op, TableStore
-from .messages import CheckUser, Like, Liked, Relate, StarChanged
+from .messages import CheckUser, Like, Relate, StarChanged
 from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
 
@@ -86,7 +86,7 @@ class LikeCounter(Actor):
         brightness: Brightness,
         views: Views,
         registry: ActorRef,
-        popularity: ActorRef,
+        count_likes: Callable[[str, int, float], bool],
         users: ActorRef,
         write_deadline: float,
         idle_timeout: float,
@@ -100,7 +100,8 @@ class LikeCounter(Actor):
         self.brightness = brightness
         self.views = views
         self.registry = registry
-        self.popularity = popularity
+        # The popularity tracker's own count (a plain call: it lives in this loop, never waits).
+        self.count_likes = count_likes
         self.users = users
         self.write_deadline = write_deadline
         self.idle_timeout = idle_timeout  # type: ignore[misc]  # per instance, from settings
@@ -269,12 +270,11 @@ class LikeCounter(Actor):
         The likes are committed by now, so nothing here may turn them into a 503: a busy
         registry or tracker costs a stale read model for a moment, not the answer.
         """
-        popular = False
         try:
             self.registry.tell(StarChanged(star))
-            popular = await self.popularity.ask(Liked(star.id, count, star.last_liked))
         except (Overloaded, ActorStopped) as exc:
-            log.warning("star %s: likes committed, read models not told: %s", star.id, exc)
+            log.warning("star %s: likes committed, the registry not told: %s", star.id, exc)
+        popular = self.count_likes(star.id, count, star.last_liked)
         if self.mirror is not None:
             self.mirror.star_saved(star)
             self.mirror.liked(star.id, count, star.last_liked)

@@ -57,13 +57,7 @@ class PopularityTracker(Actor):
     async def receive(self, message: Any) -> Any:
         match message:
             case Liked(star_id, count, at):
-                buckets = self.counts.setdefault(star_id, collections.OrderedDict())
-                slot = int(at // self.width)
-                buckets[slot] = buckets.get(slot, 0) + count
-                total = self._total(star_id, self._oldest(self.clock()))
-                if total >= self.threshold or star_id in self.popular:
-                    self._publish_one(star_id, total)
-                return total >= self.threshold
+                return self.count_likes(star_id, count, at)
             case PopularCounts():
                 return self._recompute()
             case Forget(None):
@@ -75,6 +69,17 @@ class PopularityTracker(Actor):
                 self._publish_one(star_id, 0)
                 return None
         return await super().receive(message)
+
+    def count_likes(self, star_id: str, count: int, at: float) -> bool:
+        """Count likes of a star; whether it is popular now. Synchronous: this replica's like
+        counters call it directly (it never waits, and the tracker lives in the same loop)."""
+        buckets = self.counts.setdefault(star_id, collections.OrderedDict())
+        slot = int(at // self.width)
+        buckets[slot] = buckets.get(slot, 0) + count
+        total = self._total(star_id, self._oldest(self.clock()))
+        if total >= self.threshold or star_id in self.popular:
+            self._publish_one(star_id, total)
+        return total >= self.threshold
 
     def current(self) -> dict[str, int] | None:
         """The published popular stars if still current (same time bucket); None: ask."""

@@ -328,8 +328,47 @@ def scenario_million(mode: Mode, seconds: int, count: int = 1_000_000) -> dict[s
             "rss_mb": round(rss / 1024, 1), "viewport_stars": found, "viewport": viewport}  # fmt: skip
 
 
-def scenario_list_under_likes(mode: Mode, seconds: int, count: int) -> dict[str, Any]:
-    """``GET /stars`` over ``count`` stars while likes flow (4 connections of likes beside it)."""
+async def _steady_likes(url: str, rate: int, seconds: float, stars: int) -> dict[str, Any]:
+    """Likes at a steady ``rate`` a second (not as fast as possible): how many were answered 200."""
+    import random
+
+    import aiohttp
+
+    ok = failed = sent = 0
+
+    async def like(session: aiohttp.ClientSession) -> None:
+        nonlocal ok, failed
+        star = f"s{random.randint(1, stars)}"  # noqa: S311
+        try:
+            async with session.post(f"{url}/stars/{star}/like", data=b"{}",
+                                    headers={"Content-Type": "application/json"}) as answer:  # fmt: skip
+                await answer.read()
+                ok += answer.status == 200
+                failed += answer.status != 200
+        except aiohttp.ClientError:
+            failed += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        tasks, start = [], time.monotonic()
+        while time.monotonic() - start < seconds:
+            tasks.append(asyncio.ensure_future(like(session)))
+            sent += 1
+            delay = start + sent / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await asyncio.gather(*tasks)
+        took = time.monotonic() - start
+    return {
+        "rate_asked": rate,
+        "sent": sent,
+        "ok": ok,
+        "failed": failed,
+        "likes_per_second": round(ok / took, 1),
+    }
+
+
+def scenario_list_under_likes(mode: Mode, seconds: int, count: int, rate: int = 1000) -> dict[str, Any]:
+    """``GET /stars`` over ``count`` stars (2 connections) under a steady ``rate`` likes a second."""
     from concurrent.futures import ThreadPoolExecutor
 
     label = "storm"
@@ -338,16 +377,13 @@ def scenario_list_under_likes(mode: Mode, seconds: int, count: int) -> dict[str,
     try:
         get(f"{server.url}/stars")  # the first rendering, before the storm
         with ThreadPoolExecutor(1) as pool:
-            storm = pool.submit(
-                wrk, server.url, path="/stars/{id}/like", method="POST", connections=4, seconds=seconds + 2,
-                stars=count,
-            )  # fmt: skip
+            storm = pool.submit(_run, _steady_likes(server.url, rate, seconds + 2, count))
             time.sleep(1)
             lists = wrk(server.url, path="/stars", connections=2, seconds=seconds)
             likes = storm.result()
     finally:
         server.stop()
-    return {"stars": count, "likes_per_second": likes["rps"], "likes": likes, "list": lists}
+    return {"stars": count, "likes_per_second": likes["likes_per_second"], "likes": likes, "list": lists}
 
 
 async def _subscribe(

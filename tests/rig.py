@@ -52,6 +52,18 @@ def raw_exchange(port: int, request: bytes, *, timeout: float = 5) -> bytes:
     return b"".join(chunks)
 
 
+async def assert_problem(answer: Any, status: int) -> dict[str, Any]:
+    """An aiohttp answer that is an RFC 9457 problem of ``status``; its body."""
+    assert answer.status == status, await answer.text()
+    assert answer.content_type == "application/problem+json"
+    body: dict[str, Any] = await answer.json(content_type=None)
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -16,6 +16,7 @@ from starmap.http.body import load_body
 from starmap.http.openapi import doc
 
 from .conftest import MakeSettings
+from .rig import assert_problem
 
 Client = TestClient[web.Request, web.Application]
 
@@ -59,17 +60,6 @@ async def probe_client(aiohttp_client: Any, make_settings: MakeSettings) -> Clie
         app.router.add_get(f"/probe/{name}", _raiser(exc))
     client: Client = await aiohttp_client(app)
     return client
-
-
-async def assert_problem(answer: Any, status: int) -> dict[str, Any]:
-    assert answer.status == status
-    assert answer.content_type == "application/problem+json"
-    body: dict[str, Any] = await answer.json(content_type=None)
-    assert body["status"] == status
-    assert body["type"] == "about:blank"
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ commit and the answer, a keyed storm cut by kill -9, and a retry on another repl
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -27,7 +25,7 @@ from starmap.storage import USERS, TableStore, iter_entities
 from .conftest import MakeClient, MakeProcess
 from .hangproxy import HangProxy
 from .load import create_star, likes_of
-from .rig import Azurite, RedisServer, StarmapProcess
+from .rig import Azurite, RedisServer, StarmapProcess, assert_problem, raw_exchange
 
 Client = TestClient[web.Request, web.Application]
 JSON = {"Content-Type": "application/json"}
@@ -40,14 +38,6 @@ def key() -> str:
 
 def keyed(value: str) -> dict[str, str]:
     return {**JSON, "Idempotency-Key": value}
-
-
-async def problem(answer: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
-    assert answer.status == status, await answer.text()
-    assert answer.content_type == "application/problem+json"
-    body: dict[str, Any] = await answer.json(content_type=None)
-    assert body["status"] == status and body["detail"]
-    return body
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -146,7 +136,7 @@ async def test_a_key_reused_for_another_request_is_a_422_and_changes_nothing(cli
     user = await (await client.post("/users", json={"name": "Ada", "email": "ada@example.org"})).json()
     k = key()
     assert (await client.post("/stars/s/like", data="{}", headers=keyed(k))).status == 200
-    body = await problem(
+    body = await assert_problem(
         await client.post("/stars/s/like", json={"user_id": user["id"]}, headers=keyed(k)), 422
     )
     assert "different request" in body["detail"]
@@ -157,7 +147,9 @@ async def test_a_key_reused_for_another_request_is_a_422_and_changes_nothing(cli
     assert (
         await client.post("/stars", json={"x": 0, "y": 0, "message": "one"}, headers=keyed(s))
     ).status == 201
-    await problem(await client.post("/stars", json={"x": 0, "y": 0, "message": "two"}, headers=keyed(s)), 422)
+    await assert_problem(
+        await client.post("/stars", json={"x": 0, "y": 0, "message": "two"}, headers=keyed(s)), 422
+    )
     assert [star["message"] for star in await (await client.get("/stars")).json()] == ["m", "one"]
 
 
@@ -189,7 +181,7 @@ async def test_a_repeated_create_makes_one_star_at_one_id(client: Client) -> Non
     assert (await client.post("/stars", json=named, headers=keyed(n))).status == 201
     replay = await client.post("/stars", json=named, headers=keyed(n))  # not a 409: its own retry
     assert replay.status == 201 and replay.headers["Idempotent-Replayed"] == "true"
-    await problem(await client.post("/stars", json=named), 409)  # without the key: taken
+    await assert_problem(await client.post("/stars", json=named), 409)  # without the key: taken
 
 
 async def test_a_repeated_user_create_makes_one_user_and_keeps_its_address(client: Client) -> None:
@@ -200,11 +192,11 @@ async def test_a_repeated_user_create_makes_one_user_and_keeps_its_address(clien
     again = await client.post("/users", json=ada, headers=keyed(k))
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert await again.read() == await first.read()
-    await problem(
+    await assert_problem(
         await client.post("/users", json={**ada, "email": "ada2@example.org"}, headers=keyed(k)), 422
     )
     assert len(await (await client.get("/users")).json()) == 1
-    await problem(await client.post("/users", json={"name": "Eve", "email": "ADA@example.org"}), 409)
+    await assert_problem(await client.post("/users", json={"name": "Eve", "email": "ADA@example.org"}), 409)
     assert (await client.post("/users", json={"name": "Bob", "email": "ada2@example.org"})).status == 201
 
 
@@ -222,7 +214,7 @@ async def test_a_malformed_key_is_a_400_before_anything_is_written(
         "/users": {"name": "Al", "email": "a@b.org"},
     }
     answer = await client.post(path, json=body[path], headers={"Idempotency-Key": value})
-    assert "Idempotency-Key" in (await problem(answer, 400))["detail"]
+    assert "Idempotency-Key" in (await assert_problem(answer, 400))["detail"]
     assert len(await (await client.get("/stars")).json()) == 1
     assert (await (await client.get("/stars/s")).json())["likes"] == 0
     assert await (await client.get("/users")).json() == []
@@ -236,19 +228,10 @@ async def test_raw_key_bytes_and_two_keys_are_400s(client: Client) -> None:
                    % (key().encode(), key().encode())):  # fmt: skip
         request = (b"POST /stars/s/like HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                    b"Content-Length: 2\r\nConnection: close\r\n" + header + b"\r\n\r\n{}")  # fmt: skip
-        answer = await asyncio.to_thread(raw, port, request)
+        answer = await asyncio.to_thread(raw_exchange, port, request)
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         assert b"application/problem+json" in answer
     assert (await (await client.get("/stars/s")).json())["likes"] == 0
-
-
-def raw(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def test_the_same_key_in_flight_is_a_409_and_the_first_still_lands(client: Client) -> None:
@@ -263,7 +246,7 @@ async def test_the_same_key_in_flight_is_a_409_and_the_first_still_lands(client:
     await writer.drain()
     await asyncio.sleep(0.3)
     busy = await client.post("/stars", data=body, headers=keyed(k))
-    await problem(busy, 409)
+    await assert_problem(busy, 409)
     assert busy.headers["Retry-After"] == "1"
     writer.write(body[5:])
     await writer.drain()

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from .conftest import MakeClient, MakeProcess
 from .load import create_star
-from .rig import RedisServer
+from .rig import RedisServer, assert_problem
 from .sse_client import SseStream, open_stream
 
 Client = TestClient[web.Request, web.Application]
@@ -36,6 +36,15 @@ async def create(client: Client, sid: str, x: float = 0, y: float = 0) -> None:
     assert answer.status == 201, await answer.text()
 
 
+async def first_event(client: Client, sid: str, x: float = 0, y: float = 0) -> tuple[SseStream, str]:
+    """A live stream, and the id of the event of ``sid``'s creation it got: where a test starts."""
+    live = await stream(client)
+    await create(client, sid, x, y)
+    [first] = await live.take(1)
+    assert first.id is not None
+    return live, first.id
+
+
 async def changes(client: Client, since: str, **query: Any) -> dict[str, Any]:
     answer = await client.get("/stars/changes", params={"since": since, **query})
     assert answer.status == 200, await answer.text()
@@ -43,26 +52,16 @@ async def changes(client: Client, since: str, **query: Any) -> dict[str, Any]:
     return body
 
 
-async def problem(answer: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
-    assert answer.status == status, await answer.text()
-    assert answer.content_type == "application/problem+json"
-    body: dict[str, Any] = await answer.json(content_type=None)
-    return body
-
-
 # -- delta sync ---------------------------------------------------------------------------------------
 
 
 async def test_changes_since_an_id_are_what_the_stream_sent_after_it(client: Client) -> None:
-    live = await stream(client)
-    await create(client, "a")
-    [first] = await live.take(1)
-    assert first.id is not None
+    live, first_id = await first_event(client, "a")
     await create(client, "b")
     await client.post("/stars/a/like", data="{}", headers=JSON)
     await client.delete("/stars/b")
     sent = await live.take(3)
-    body = await changes(client, first.id)
+    body = await changes(client, first_id)
     assert body["changes"] == [e.json() for e in sent]  # the same objects, in order
     assert [c["type"] for c in body["changes"]] == ["create", "update", "delete"]
     assert body["last_event_id"] == sent[-1].id
@@ -71,14 +70,11 @@ async def test_changes_since_an_id_are_what_the_stream_sent_after_it(client: Cli
 
 
 async def test_changes_come_in_pages_without_gap_or_duplicate(client: Client) -> None:
-    live = await stream(client)
-    await create(client, "first")
-    [first] = await live.take(1)
-    assert first.id is not None
+    live, first_id = await first_event(client, "first")
     for i in range(7):
         await create(client, f"s{i}")
     got: list[dict[str, Any]] = []
-    answer = await client.get("/stars/changes", params={"since": first.id, "limit": "3"})
+    answer = await client.get("/stars/changes", params={"since": first_id, "limit": "3"})
     pages = 0
     while True:
         pages += 1
@@ -98,31 +94,25 @@ async def test_changes_come_in_pages_without_gap_or_duplicate(client: Client) ->
 @pytest.mark.parametrize("since", ["nonsense", "1-2-3", "99999999999999-0", "", "1-0"])
 async def test_an_id_not_kept_is_410_gone(client: Client, since: str) -> None:
     await create(client, "a")
-    body = await problem(await client.get("/stars/changes", params={"since": since}), 410)
+    body = await assert_problem(await client.get("/stars/changes", params={"since": since}), 410)
     assert "fetch GET /stars again" in body["detail"]
 
 
 async def test_an_id_older_than_the_buffer_is_410_and_a_missing_one_422(make_client: MakeClient) -> None:
     client = await make_client(SSE_REPLAY_BUFFER="5")
-    live = await stream(client)
-    await create(client, "a")
-    [first] = await live.take(1)
-    assert first.id is not None
+    live, first_id = await first_event(client, "a")
     for i in range(6):
         await create(client, f"s{i}")
-    await problem(await client.get("/stars/changes", params={"since": first.id}), 410)
-    await problem(await client.get("/stars/changes"), 422)
-    await problem(await client.get("/stars/changes", params={"since": first.id, "limit": "0"}), 422)
+    await assert_problem(await client.get("/stars/changes", params={"since": first_id}), 410)
+    await assert_problem(await client.get("/stars/changes"), 422)
+    await assert_problem(await client.get("/stars/changes", params={"since": first_id, "limit": "0"}), 422)
     live.response.close()
 
 
 async def test_catch_up_by_rest_then_go_live_by_sse_from_the_id_it_gave(client: Client) -> None:
-    live = await stream(client)
-    await create(client, "a")
-    [first] = await live.take(1)
-    assert first.id is not None
+    live, first_id = await first_event(client, "a")
     await create(client, "b")  # missed while away
-    body = await changes(client, first.id)
+    body = await changes(client, first_id)
     assert [c["data"]["id"] for c in body["changes"]] == ["b"]
     again = await stream(client, last_event_id=body["last_event_id"])
     await create(client, "c")
@@ -193,13 +183,11 @@ async def test_a_viewport_stream_gets_only_the_star_events_inside_its_box(make_c
 
 
 async def test_resuming_a_viewport_stream_keeps_its_filter(client: Client) -> None:
-    live = await stream(client)
-    await create(client, "start", -0.9, -0.9)
-    [first] = await live.take(1)
+    live, first_id = await first_event(client, "start", -0.9, -0.9)
     for i in range(4):
         await create(client, f"in{i}", 0.1 * i, 0.1)
         await create(client, f"out{i}", -0.1 * (i + 1), 0.1)
-    resumed = await stream(client, params={"bbox": "0,0,1,1"}, last_event_id=first.id)
+    resumed = await stream(client, params={"bbox": "0,0,1,1"}, last_event_id=first_id)
     await create(client, "in-live", 0.9, 0.9)
     await create(client, "out-live", -0.9, 0.9)
     await create(client, "in-last", 0.8, 0.8)
@@ -219,7 +207,7 @@ async def test_resuming_a_viewport_stream_keeps_its_filter(client: Client) -> No
 @pytest.mark.parametrize("path", ["/events/stars/stream", "/events/stream"])
 async def test_a_bad_box_is_a_400_before_the_stream_starts(client: Client, path: str, bbox: str) -> None:
     answer = await client.get(path, params={"bbox": bbox})
-    body = await problem(answer, 400)
+    body = await assert_problem(answer, 400)
     assert "bbox" in body["detail"]
 
 

@@ -162,8 +162,11 @@ class LikeCounter(Actor):
                     results[i] = exc
                 return
             await self._relate([messages[i].user_id for i in counted], star.last_liked)
+            # The keyed likes' answer: one rendering for all of them (it is the same bytes).
+            keyed = any(messages[i].intent is not None for i in counted)
+            liked = self.views.liked(star) if keyed else None
             for i in counted:
-                results[i] = star if messages[i].intent is None else self.views.liked(star)
+                results[i] = star if messages[i].intent is None else liked
             return
         for i in counted:
             results[i] = StorageUnavailable(f"star {self.key!r}: too many concurrent keyed likes")

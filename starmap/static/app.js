@@ -193,6 +193,11 @@ function remove(id) {
   removeItem(id);
   redraw();
 }
+// The URL of an answer's next page (its Link: <…>; rel="next"), or null on the last one.
+function nextPage(answer) {
+  const link = answer.headers.get("Link");
+  return link && link.includes('rel="next"') ? link.slice(link.indexOf("<") + 1, link.indexOf(">")) : null;
+}
 // Pages of a list, following Link: rel="next" (at most `max` pages); [stars, more remain].
 async function pages(url, max) {
   const stars = [];
@@ -200,8 +205,7 @@ async function pages(url, max) {
     const answer = await fetch(url); // revalidated with If-None-Match by the browser's cache
     if (!answer.ok) throw new Error(`${answer.status} from ${url}`);
     stars.push(...(await answer.json()));
-    const link = answer.headers.get("Link");
-    url = link && link.includes('rel="next"') ? link.slice(link.indexOf("<") + 1, link.indexOf(">")) : null;
+    url = nextPage(answer);
   }
   return [stars, url !== null];
 }
@@ -437,8 +441,7 @@ async function catchUp() {
       const body = await answer.json();
       body.changes.forEach(apply);
       state.lastEventId = body.last_event_id;
-      const link = answer.headers.get("Link");
-      url = link ? link.slice(link.indexOf("<") + 1, link.indexOf(">")) : null;
+      url = nextPage(answer);
     }
     connect();
   } catch (error) {

@@ -145,8 +145,7 @@ class ListCache:
                 if star is None or position is None:  # gone meanwhile: the walk settles it
                     self._walk(index, popular, piece)
                     break
-                entry = (star, star_id in popular, piece(star, star_id in popular, self.rendered_at))
-                self.rendered_stars += 1
+                entry = self._render(star, star_id in popular, piece)
                 self.pieces[star_id] = entry
                 self.parts[position] = entry[2]
         self.body = b"[" + b",".join(self.parts) + b"]"
@@ -156,7 +155,7 @@ class ListCache:
 
     def _walk(self, index: StarIndex, popular: dict[str, int], piece: Piece) -> None:
         """Every star in list order: its kept piece while unchanged, rendered anew otherwise."""
-        at, kept = self.rendered_at, self.pieces
+        kept = self.pieces
         pieces: dict[str, tuple[Star, bool, bytes]] = {}
         parts: list[bytes] = []
         positions: dict[str, int] = {}
@@ -164,12 +163,16 @@ class ListCache:
             flag = star.id in popular
             entry = kept.get(star.id)
             if entry is None or entry[0] is not star or entry[1] is not flag:
-                entry = (star, flag, piece(star, flag, at))
-                self.rendered_stars += 1
+                entry = self._render(star, flag, piece)
             pieces[star.id] = entry
             positions[star.id] = len(parts)
             parts.append(entry[2])
         self.pieces, self.parts, self.positions = pieces, parts, positions
+
+    def _render(self, star: Star, is_popular: bool, piece: Piece) -> tuple[Star, bool, bytes]:
+        """``star``'s piece as of this body's time, with what it was rendered from."""
+        self.rendered_stars += 1
+        return star, is_popular, piece(star, is_popular, self.rendered_at)
 
     def encode(self, coding: Coding) -> bytes:
         if coding not in self.encoded:  # a large list: the fastest setting (most of the gain, little time)

@@ -51,7 +51,6 @@ __all__ = (
     "fingerprint",
     "find_recorded",
     "insert_recorded",
-    "is_record",
     "parse_key",
     "record_op",
     "sweep",
@@ -129,10 +128,6 @@ class Recorded:
     body: bytes
     location: str | None = None
     replayed: bool = False
-
-
-def is_record(entity: Mapping[str, Any]) -> bool:
-    return str(entity.get("RowKey", "")).startswith(PREFIX)
 
 
 def record_op(partition: str, target: str, intent: Intent, answer: Recorded, now: float) -> Op:
@@ -242,6 +237,3 @@ class KeysInFlight:
             yield
         finally:
             self._held.discard(scope)
-
-    def __len__(self) -> int:
-        return len(self._held)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from starmap.settings import load_settings  # noqa: E402
 from starmap.stars import STARS, Star, bucket, star_to_entity  # noqa: E402
-from starmap.storage import TABLES, Op, open_store  # noqa: E402
+from starmap.storage import TABLES, Op, open_store, partition_chunks  # noqa: E402
 from tests.rig import Azurite, RedisServer, StarmapProcess, free_port, wait_for_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -88,17 +88,13 @@ def seed(env: dict[str, str], count: int) -> list[str]:
         store = open_store(settings)
         await store.ensure_tables(TABLES)
         now = time.time()
-        by_partition: dict[str, list[Star]] = {}
-        for i in range(1, count + 1):
-            sid = f"s{i}"
-            x, y = ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1
-            star = Star(sid, x, y, f"star number {i}", 100.0, now, 0, now + i * 1e-6, now)
-            by_partition.setdefault(bucket(sid), []).append(star)
-        for stars in by_partition.values():
-            for start in range(0, len(stars), 100):
-                await store.batch(
-                    STARS, [Op("insert", star_to_entity(s)) for s in stars[start : start + 100]]
-                )
+        stars = (
+            Star(f"s{i}", ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1,
+                 f"star number {i}", 100.0, now, 0, now + i * 1e-6, now)
+            for i in range(1, count + 1)
+        )  # fmt: skip
+        for chunk in partition_chunks(stars, lambda star: bucket(star.id)):  # a batch per partition chunk
+            await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in chunk])
         await store.close()
         return [f"s{i}" for i in range(1, count + 1)]
 

@@ -198,6 +198,11 @@ def _live_metrics(app: web.Application) -> Iterator[Metric]:
     )
     yield counter("starmap_events_published", "Events delivered to this replica's hub", app[HUB].published)
     yield counter("starmap_sse_subscribers_dropped", "Streams cut off for falling behind", streams.dropped)
+    yield counter(
+        "starmap_storage_write_requests",
+        "Round trips that carried writes to the store (Azure requests, SQLite commits)",
+        app[STORE].write_requests,
+    )
     link = app[REDIS]
     if link is not None:
         yield gauge("starmap_redis_up", "1 while Redis answers", [], {(): 1.0 if link.up else 0.0})

@@ -4,13 +4,16 @@ Conditional writes always send the ETag with ``MatchConditions.IfNotModified``
 (the SDK's default is last-write-wins); filters are parameterised; every SDK
 error leaves this module as one of the project's own errors. A semaphore bounds
 the requests in flight: the service throttles and Azurite resets connections
-when too many arrive at once.
+when too many arrive at once. Writes are coalesced per partition into
+entity-group transactions (``starmap.storage.coalesce``): under load one round
+trip carries the writes of many callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -35,16 +38,18 @@ from .base import (
     RowRange,
     Stored,
     check_batch,
-    check_entity,
     check_key,
     check_table_name,
 )
+from .coalesce import PartitionWriter, TransactionFailed
 
 __all__ = ("AzureTableStore",)
 
 T = TypeVar("T")
 _REPLACE: Final = {"mode": UpdateMode.REPLACE}
 _CONDITIONS: Final = {"UpdateConditionNotSatisfied", "ConditionNotMet"}
+# A failed transaction's message starts with the index of the operation that failed.
+_FAILED_AT: Final = re.compile(r"(\d+):")
 
 
 def _plain(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,8 +63,37 @@ def _wire(entity: Entity) -> dict[str, Any]:
         k: EntityProperty(v, EdmType.INT64)
         if isinstance(v, int) and not isinstance(v, bool) and not -(2**31) <= v < 2**31
         else v
-        for k, v in check_entity(entity).items()
+        for k, v in entity.items()
     }
+
+
+def _wired(ops: Sequence[Op]) -> list[Op]:
+    """``ops``, checked as one transaction, with their entities as the SDK sends them."""
+    check_batch(ops)
+    return [op if op.kind == "delete" else Op(op.kind, _wire(op.entity), op.etag) for op in ops]
+
+
+def _operation(op: Op) -> tuple[Any, ...]:
+    """One operation of ``submit_transaction``."""
+    if op.kind == "insert":
+        return ("create", op.entity)
+    if op.kind == "upsert":
+        return ("upsert", op.entity, _REPLACE)
+    extra: dict[str, Any] = {"mode": UpdateMode.REPLACE} if op.kind == "update" else {}
+    if op.etag:
+        extra |= {"etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+    return (op.kind, dict(op.entity), extra)
+
+
+def _failed_index(exc: BaseException) -> int | None:
+    """The operation a failed transaction names (its message starts "3:"), if it names one."""
+    for error in (exc, exc.__cause__):
+        message = getattr(error, "message", None)
+        if isinstance(error, HttpResponseError) and isinstance(message, str):
+            found = _FAILED_AT.match(message)
+            if found:
+                return int(found.group(1))
+    return None
 
 
 def _etag(metadata: Mapping[str, Any]) -> str:
@@ -96,18 +130,20 @@ class AzureTableStore:
         table_prefix: str,
         max_concurrency: int,
         timeout: float,
+        transactions: int,
         credential: Any = None,
     ) -> None:
         self._service = service
         self._prefix = table_prefix
         self._limit = asyncio.Semaphore(max_concurrency)
         self._timeout = timeout
+        self._writer = PartitionWriter(self._send, writers=transactions, timeout=timeout)
+        self._deletes = 0
         self._credential = credential
         self._tables: dict[str, TableClient] = {}
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **kwargs: Any) -> AzureTableStore:
-        # Few SDK retries: our actors retry with their own budget, and readiness must answer fast.
         service = TableServiceClient.from_connection_string(connection_string, retry_total=2)
         return cls(service, **kwargs)
 
@@ -162,33 +198,20 @@ class AzureTableStore:
         return Stored(_plain(entity), _etag(entity.metadata))
 
     async def insert(self, table: str, entity: Entity) -> str:
-        body = _wire(entity)
-        client = self._table(table)
-        return _etag(await self._do(f"{table} insert", lambda: client.create_entity(body)))
+        return await self._write_one(table, Op("insert", entity))
 
     async def update(self, table: str, entity: Entity, etag: str) -> str:
-        body = _wire(entity)
-        client = self._table(table)
-        result = await self._do(
-            f"{table} update",
-            lambda: client.update_entity(
-                body, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            ),
-        )
-        return _etag(result)
+        return await self._write_one(table, Op("update", entity, etag))
 
     async def upsert(self, table: str, entity: Entity) -> str:
-        body = _wire(entity)
-        client = self._table(table)
-        return _etag(
-            await self._do(f"{table} upsert", lambda: client.upsert_entity(body, mode=UpdateMode.REPLACE))
-        )
+        return await self._write_one(table, Op("upsert", entity))
 
     async def delete(self, table: str, partition_key: str, row_key: str, etag: str | None = None) -> None:
         check_key(partition_key, "PartitionKey")
         check_key(row_key, "RowKey")
         client = self._table(table)
         condition = MatchConditions.IfNotModified if etag else MatchConditions.Unconditionally
+        self._deletes += 1
         await self._do(
             f"{table} delete",
             lambda: client.delete_entity(partition_key, row_key, etag=etag, match_condition=condition),
@@ -228,22 +251,42 @@ class AzureTableStore:
         return Page(items, json.dumps(token) if token else None)
 
     async def batch(self, table: str, ops: Sequence[Op]) -> list[str | None]:
-        check_batch(ops)
-        operations: list[tuple[Any, ...]] = []
-        for op in ops:
-            entity = dict(op.entity) if op.kind == "delete" else _wire(op.entity)
-            if op.kind == "insert":
-                operations.append(("create", entity))
-            elif op.kind == "upsert":
-                operations.append(("upsert", entity, _REPLACE))
-            else:
-                extra: dict[str, Any] = {"mode": UpdateMode.REPLACE} if op.kind == "update" else {}
-                if op.etag:
-                    extra |= {"etag": op.etag, "match_condition": MatchConditions.IfNotModified}
-                operations.append((op.kind, entity, extra))
+        return await self._writer.write(table, _wired(ops))
+
+    async def _write_one(self, table: str, op: Op) -> str:
+        etag = (await self._writer.write(table, _wired([op])))[0]
+        assert etag is not None
+        return etag
+
+    async def _send(self, table: str, ops: Sequence[Op]) -> list[str | None]:
+        """One request for ``ops`` (the partition writer's): a transaction, or one plain call."""
         client = self._table(table)
-        results = await self._do(f"{table} batch", lambda: client.submit_transaction(operations))
+        try:
+            if len(ops) == 1 and ops[0].kind != "delete":  # a plain call is the cheaper request
+                return [await self._do(f"{table} {ops[0].kind}", lambda: self._single(client, ops[0]))]
+            results = await self._do(
+                f"{table} batch", lambda: client.submit_transaction([_operation(op) for op in ops])
+            )
+        except StorageUnavailable:  # no answer, or 5xx: all of it landed or none did
+            raise
+        except Exception as exc:
+            raise TransactionFailed(0 if len(ops) == 1 else _failed_index(exc), exc) from exc
         return [None if op.kind == "delete" else _etag(r) for op, r in zip(ops, results, strict=True)]
+
+    @staticmethod
+    async def _single(client: TableClient, op: Op) -> str:
+        if op.kind == "insert":
+            return _etag(await client.create_entity(op.entity))
+        if op.kind == "upsert":
+            return _etag(await client.upsert_entity(op.entity, mode=UpdateMode.REPLACE))
+        result = await client.update_entity(
+            op.entity, mode=UpdateMode.REPLACE, etag=op.etag, match_condition=MatchConditions.IfNotModified
+        )
+        return _etag(result)
+
+    @property
+    def write_requests(self) -> int:
+        return self._writer.requests + self._deletes
 
     async def count(self, table: str) -> int:
         client = self._table(table)
@@ -261,6 +304,7 @@ class AzureTableStore:
         await self._do("ping", one_table)
 
     async def close(self) -> None:
+        await self._writer.close()
         await self._service.close()
         if self._credential is not None:
             await self._credential.close()

@@ -149,6 +149,10 @@ class TableStore(Protocol):
     async def count(self, table: str) -> int:
         """How many entities the table holds (a full scan: for debugging only)."""
 
+    @property
+    def write_requests(self) -> int:
+        """Round trips that carried writes so far: Azure requests, SQLite commits."""
+
     async def ping(self) -> None:
         """Reach the store; ``StorageUnavailable`` if it does not answer."""
 

@@ -25,6 +25,10 @@ class InstrumentedStore:
     def kind(self) -> str:
         return self.inner.kind
 
+    @property
+    def write_requests(self) -> int:
+        return self.inner.write_requests
+
     async def _timed(self, operation: str, call: Any) -> Any:
         started = time.perf_counter()
         try:

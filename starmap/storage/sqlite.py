@@ -110,6 +110,7 @@ class SqliteStore:
         self._read_conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._commits = 0  # the writer thread's count; ints are read whole under the GIL
 
     # -- plumbing -------------------------------------------------------------
 
@@ -163,6 +164,7 @@ class SqliteStore:
                     conn.execute("RELEASE job")
                     outcomes.append((False, exc))
             conn.execute("COMMIT")
+            self._commits += 1
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -319,6 +321,10 @@ class SqliteStore:
         return await self._run(
             lambda conn: int(conn.execute(f"SELECT count(*) FROM {sql_table}").fetchone()[0])
         )
+
+    @property
+    def write_requests(self) -> int:
+        return self._commits
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -48,6 +49,15 @@ __all__ = ("AzureTableStore",)
 T = TypeVar("T")
 _REPLACE: Final = {"mode": UpdateMode.REPLACE}
 _CONDITIONS: Final = {"UpdateConditionNotSatisfied", "ConditionNotMet"}
+# Few SDK retries: our actors retry with their own budget, and readiness must answer fast.
+# Proxy settings from the environment only when there are some: with them on, aiohttp reads
+# ~/.netrc and the proxy variables in a thread for every request.
+_CLIENT: Final[dict[str, Any]] = {
+    "retry_total": 2,
+    "use_env_settings": any(
+        os.environ.get(v) for v in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+    ),
+}
 # A failed transaction's message starts with the index of the operation that failed.
 _FAILED_AT: Final = re.compile(r"(\d+):")
 
@@ -144,7 +154,7 @@ class AzureTableStore:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **kwargs: Any) -> AzureTableStore:
-        service = TableServiceClient.from_connection_string(connection_string, retry_total=2)
+        service = TableServiceClient.from_connection_string(connection_string, **_CLIENT)
         return cls(service, **kwargs)
 
     @classmethod
@@ -152,7 +162,7 @@ class AzureTableStore:
         from azure.identity.aio import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-        service = TableServiceClient(endpoint=account_url, credential=credential, retry_total=2)
+        service = TableServiceClient(endpoint=account_url, credential=credential, **_CLIENT)
         return cls(service, credential=credential, **kwargs)
 
     # -- plumbing -------------------------------------------------------------

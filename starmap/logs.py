@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import re
 import sys
 import threading
@@ -135,7 +136,9 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     One write per batch instead of one per line (an access line per request was a
     fifth of a request's cost). At most ``interval`` seconds of INFO lines are lost
-    if the process is killed; errors and warnings are flushed as they come.
+    if the process is killed; errors and warnings are flushed as they come. One thread
+    flushes for the handler's life: a timer thread per interval cost the event loop a
+    thread start (and a GIL hand-over) four times a second.
     """
 
     def __init__(self, stream: Any, *, interval: float = 0.25, limit: int = 64 * 1024) -> None:
@@ -144,7 +147,8 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._size = 0
         self._limit = limit
         self._interval = interval
-        self._timer: threading.Timer | None = None
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -160,24 +164,27 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._pending.append(line)
             self._size += len(line)
             urgent = urgent or self._size >= self._limit
-            if not urgent and self._timer is None:
-                self._timer = threading.Timer(self._interval, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+            if self._flusher is None and not self._closed.is_set():
+                self._flusher = threading.Thread(
+                    target=self._flush_often, name="starmap-log-flush", daemon=True
+                )
+                self._flusher.start()
         if urgent:
+            self.flush()
+
+    def _flush_often(self) -> None:
+        while not self._closed.wait(self._interval):
             self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             pending, self._pending, self._size = self._pending, [], 0
-            timer, self._timer = self._timer, None
             if pending:
                 self.stream.write("".join(pending))
             super().flush()
-        if timer is not None and timer is not threading.current_thread():
-            timer.cancel()
 
     def close(self) -> None:
+        self._closed.set()
         self.flush()
         super().close()
 
@@ -202,7 +209,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     redact = next(f for f in handler.filters if isinstance(f, RedactSecrets))
-    _ACCESS[:] = [AccessSink(handler, settings.log_format is LogFormat.JSON, redact)]
+    _ACCESS[:] = [AccessSink(handler, settings.log_format is LogFormat.JSON, redact, settings.access_sample)]
     root.setLevel(settings.log.level)
     # The SDK logs every HTTP request at INFO, headers included.
     logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))
@@ -210,41 +217,61 @@ def configure_logging(settings: Settings) -> None:
 
 @attrs.define
 class AccessSink:
-    """Where access lines go without the logging machinery: the root handler, and its rules."""
+    """Where access lines go without the logging machinery: the root handler, and its rules.
+
+    ``sample``: the share of successful, quick reads (GET, HEAD, OPTIONS under 400, under
+    ``SLOW`` seconds) that get a line; every other request always gets one.
+    """
 
     handler: BufferedStreamHandler
     json: bool
     redact: RedactSecrets
-    _second: int = -1
+    sample: float = 1.0
+    _milli: int = -1
     _stamp: str = ""
 
     def stamp(self, created: float) -> str:
-        """The formatters' time (UTC ISO for JSON, local with a comma for text), once a second."""
-        second = int(created)
-        if second != self._second:
+        """The formatters' time (UTC ISO for JSON, local with a comma for text), made once a millisecond."""
+        milli = int(created * 1000)
+        if milli != self._milli:
+            second, millis = divmod(milli, 1000)
             if self.json:
-                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{millis:03d}Z"
             else:
-                self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        millis = int((created - second) * 1000)
-        return f"{self._stamp}.{millis:03d}Z" if self.json else f"{self._stamp},{millis:03d}"
+                self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)) + f",{millis:03d}"
+            self._milli = milli
+        return self._stamp
 
     def line(self, logger: str, message: str, fields: dict[str, Any], created: float) -> str:
         """The line the root handler's formatter would write for this INFO record, secrets out."""
         if self.json:
             head = {"time": self.stamp(created), "level": "INFO", "logger": logger, "message": message}
-            line = _JSON_UNSAFE.sub(_json_escape, orjson.dumps(head | fields, default=str).decode())
+            line = orjson.dumps(head | fields, default=str).decode()
+            if not line.isascii() or "\x7f" in line:  # isascii is a flag lookup: most lines skip the scan
+                line = _JSON_UNSAFE.sub(_json_escape, line)
         else:
             line = f"{self.stamp(created)} INFO {logger} [{fields['request_id']}]: {escape_controls(message)}"
         return self.redact.text(line)
 
+    def wants(self, method: str, status: int, seconds: float) -> bool:
+        """Whether this request gets a line: see ``sample``."""
+        return (
+            self.sample >= 1.0
+            or status >= 400
+            or seconds >= SLOW
+            or method not in _READS
+            or random.random() < self.sample  # noqa: S311 - a sample, not a secret
+        )
+
 
 _ACCESS: list[AccessSink] = []  # set by configure_logging: the one sink of this process
+_READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+SLOW: Final = 1.0  # seconds: a read this slow always gets its access line
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, with its fields as `extra` for the JSON formatter.
+    """One line per request (successful quick reads sampled, see ``AccessSink``), with its
+    fields as `extra` for the JSON formatter.
 
     The hot path of every request: once logging is configured the line is made here,
     exactly as the root handler's formatter would make it, and queued on that handler,
@@ -252,18 +279,21 @@ class AccessLogger(AbstractAccessLogger):
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        message = f"{request.method} {request.path} {response.status} {time * 1000:.1f}ms"
+        sink = _ACCESS[0] if _ACCESS and self.logger.handlers == [] and self.logger.propagate else None
+        method, status = request.method, response.status
+        if sink is not None and not sink.wants(method, status, time):
+            return
+        message = f"{method} {request.path} {status} {time * 1000:.1f}ms"
         fields = {
-            "method": request.method,
+            "method": method,
             "path": request.path,
-            "status": response.status,
+            "status": status,
             "duration_ms": round(time * 1000, 2),
             "remote": request.remote,
             "bytes": response.body_length,
             "request_id": request.get(REQUEST_ID_KEY, "-"),
         }
-        if _ACCESS and self.logger.handlers == [] and self.logger.propagate:
-            sink = _ACCESS[0]
+        if sink is not None:
             sink.handler.write_line(sink.line(self.logger.name, message, fields, _now()) + "\n")
             return
         self.logger.info("%s", message, extra=fields)

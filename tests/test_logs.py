@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 
+from starmap.errors import SettingsError
 from starmap.logs import AccessSink, BufferedStreamHandler, JsonFormatter, RedactSecrets, TextFormatter
+from starmap.settings import load_settings
 
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 SECRET = "a-secret-admin-key-of-thirty-two-chars"
@@ -34,3 +37,31 @@ def test_the_fast_access_line_is_the_formatters_line(json: bool, path: str) -> N
     formatter = JsonFormatter() if json else TextFormatter(TEXT)
     assert sink.line("aiohttp.access", message, fields, created) == formatter.format(record)
     assert SECRET not in sink.line("aiohttp.access", message, fields, created)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "seconds", "always"),
+    [("GET", 200, 0.01, False), ("HEAD", 304, 0.01, False), ("OPTIONS", 204, 0.01, False),
+     ("GET", 404, 0.01, True), ("GET", 503, 0.01, True), ("GET", 200, 1.5, True),
+     ("POST", 200, 0.01, True), ("DELETE", 204, 0.01, True), ("PUT", 405, 0.01, True)],
+)  # fmt: skip
+def test_only_successful_quick_reads_are_sampled(
+    method: str, status: int, seconds: float, always: bool
+) -> None:
+    def sink(sample: float) -> AccessSink:
+        return AccessSink(BufferedStreamHandler(io.StringIO()), True, RedactSecrets([]), sample)
+
+    assert sink(1.0).wants(method, status, seconds)
+    assert sink(0.0).wants(method, status, seconds) is always
+    kept = sum(sink(0.1).wants(method, status, seconds) for _ in range(2000))
+    assert kept == 2000 if always else 100 < kept < 320  # ~200; the odds outside are below 1e-12
+
+
+def test_production_samples_reads_and_development_logs_every_one(tmp_path: Path) -> None:
+    base = {"DATA_DIR": str(tmp_path)}
+    assert load_settings({**base, "ENVIRONMENT": "production"}, root=tmp_path).access_sample == 0.1
+    assert load_settings(base, root=tmp_path).access_sample == 1.0
+    every = {**base, "ENVIRONMENT": "production", "LOG_ACCESS_SAMPLE": "1"}
+    assert load_settings(every, root=tmp_path).access_sample == 1.0
+    with pytest.raises(SettingsError, match="LOG_ACCESS_SAMPLE"):
+        load_settings({**base, "LOG_ACCESS_SAMPLE": "1.5"}, root=tmp_path)

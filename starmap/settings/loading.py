@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from ..errors import SettingsError
 from .tree import (
     Environment,
+    Fraction,
     LogFormat,
     LogLevel,
     Networks,
@@ -128,6 +129,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(PositiveInt, lambda v, _: _number(int, v, 1, 2**31 - 1))
     conv.register_structure_hook(PositiveFloat, lambda v, _: _number(float, v, 1e-9, 1e12))
     conv.register_structure_hook(NonNegativeFloat, lambda v, _: _number(float, v, 0, 1e12))
+    conv.register_structure_hook(Fraction, lambda v, _: _number(float, v, 0, 1))
     conv.register_structure_hook(Origins, _structure_origins)
     conv.register_structure_hook(Networks, _structure_networks)
     conv.register_structure_hook(LogLevel, _structure_level)

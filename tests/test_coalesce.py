@@ -138,3 +138,36 @@ async def test_one_row_twice_and_more_than_100_operations_wait_for_the_next_tran
     )
     assert [len(rows) for rows in recorder.sent] == [1, 62, 50]
     assert recorder.sent[0] == ["p/x"] and recorder.sent[1][:2] == ["p/x", "p/y"]
+
+
+async def test_too_few_operations_for_a_transaction_go_each_on_its_own_at_once() -> None:
+    recorder = Recorder()
+    recorder.gate = asyncio.Event()
+    writer = PartitionWriter(recorder.send, writers=1, timeout=5, min_transaction=8)
+    first = asyncio.ensure_future(writer.write("T", [op("p", "first")]))
+    await asyncio.sleep(0.01)
+    few = [asyncio.ensure_future(writer.write("T", [op("p", f"few{i}")])) for i in range(3)]
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    await asyncio.gather(first, *few)
+    many = [asyncio.ensure_future(writer.write("T", [op("p", f"many{i}")])) for i in range(8)]
+    await asyncio.gather(*many)
+    assert recorder.sent == [
+        ["p/first"],
+        ["p/few0"],
+        ["p/few1"],
+        ["p/few2"],
+        [f"p/many{i}" for i in range(8)],
+    ]
+    assert writer.requests == 5
+
+
+async def test_writes_sent_each_on_its_own_are_out_together() -> None:
+    recorder = Recorder()
+    recorder.gate = asyncio.Event()
+    writer = PartitionWriter(recorder.send, writers=1, timeout=5, min_transaction=8)
+    writes = [asyncio.ensure_future(writer.write("T", [op("p", f"r{i}")])) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert recorder.sent == [["p/r0"], ["p/r1"], ["p/r2"]]  # all three out before any answer
+    recorder.gate.set()
+    assert await asyncio.gather(*writes) == [[f"etag:p/r{i}"] for i in range(3)]

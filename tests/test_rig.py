@@ -22,7 +22,7 @@ async def test_redis_server_is_real_and_not_the_default_port(redis_server: Redis
 
 async def test_azurite_is_real(azurite: Azurite) -> None:
     store = AzureTableStore.from_connection_string(
-        azurite.connection_string, table_prefix="", max_concurrency=32, timeout=10.0, transactions=8
+        azurite.connection_string, table_prefix="", max_concurrency=32, timeout=10.0
     )
     try:
         await store.ping()

@@ -244,7 +244,7 @@ async def test_original_rows_in_another_account_are_imported_into_the_configured
     """The original account is read (through --source-connection-string), the configured store written."""
     prefix = "src" + uuid.uuid4().hex[:10]
     source = AzureTableStore.from_connection_string(
-        azurite.connection_string, table_prefix=prefix, max_concurrency=32, timeout=10.0, transactions=8
+        azurite.connection_string, table_prefix=prefix, max_concurrency=32, timeout=10.0
     )
     try:
         await source.ensure_tables(DATA_TABLES)

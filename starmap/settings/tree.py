@@ -109,9 +109,6 @@ class StorageSettings:
     table_prefix: str = env("STORAGE_TABLE_PREFIX", "")
     # Azurite resets connections past ~300 requests in flight; Azure throttles too.
     max_concurrency: PositiveInt = env("STORAGE_MAX_CONCURRENCY", 32)
-    # Azure: write transactions in flight at once. Writes that wait meanwhile are coalesced,
-    # per partition, into one transaction each: fewer make more likes share a round trip.
-    writers: PositiveInt = env("STORAGE_WRITERS", 8)
     timeout: PositiveFloat = env("STORAGE_TIMEOUT", 10.0)
     # How often a replica looks for a reload asked by `starmap import-legacy` or `import`.
     reload_poll: PositiveFloat = env("STORAGE_RELOAD_POLL_SECONDS", 5.0)

@@ -58,6 +58,11 @@ _CLIENT: Final[dict[str, Any]] = {
         os.environ.get(v) for v in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
     ),
 }
+# Writes of one partition that gather are merged into a transaction from this many operations
+# on: azure-core builds and parses a transaction's multipart body with the email package, and
+# below eight operations that costs more CPU than single writes (measured against Azurite:
+# 1.4 ms per single write, 6.3 ms for a transaction of 2, 10.6 ms for 8, 27.7 ms for 32).
+MIN_TRANSACTION: Final = 8
 # A failed transaction's message starts with the index of the operation that failed.
 _FAILED_AT: Final = re.compile(r"(\d+):")
 
@@ -140,14 +145,15 @@ class AzureTableStore:
         table_prefix: str,
         max_concurrency: int,
         timeout: float,
-        transactions: int,
         credential: Any = None,
     ) -> None:
         self._service = service
         self._prefix = table_prefix
         self._limit = asyncio.Semaphore(max_concurrency)
         self._timeout = timeout
-        self._writer = PartitionWriter(self._send, writers=transactions, timeout=timeout)
+        self._writer = PartitionWriter(
+            self._send, writers=max_concurrency, timeout=timeout, min_transaction=MIN_TRANSACTION
+        )
         self._deletes = 0
         self._credential = credential
         self._tables: dict[str, TableClient] = {}

@@ -6,10 +6,22 @@ import io
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from starmap.errors import SettingsError
-from starmap.logs import AccessSink, BufferedStreamHandler, JsonFormatter, RedactSecrets, TextFormatter
+from starmap.logs import (
+    _ACCESS,
+    AccessLogger,
+    AccessSink,
+    BufferedStreamHandler,
+    JsonFormatter,
+    RedactSecrets,
+    TextFormatter,
+    configure_logging,
+)
 from starmap.settings import load_settings
 
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
@@ -65,3 +77,30 @@ def test_production_samples_reads_and_development_logs_every_one(tmp_path: Path)
     assert load_settings(every, root=tmp_path).access_sample == 1.0
     with pytest.raises(SettingsError, match="LOG_ACCESS_SAMPLE"):
         load_settings({**base, "LOG_ACCESS_SAMPLE": "1.5"}, root=tmp_path)
+
+
+def test_the_access_logger_writes_the_lines_the_sample_keeps(tmp_path: Path) -> None:
+    """configure_logging wires the sample into the logger aiohttp calls per request."""
+    root, saved = (
+        logging.getLogger(),
+        (logging.getLogger().handlers[:], logging.getLogger().level, _ACCESS[:]),
+    )
+    env = {"DATA_DIR": str(tmp_path), "ENVIRONMENT": "production", "LOG_ACCESS_SAMPLE": "0"}
+    try:
+        configure_logging(load_settings(env, root=tmp_path))
+        handler = root.handlers[0]
+        assert isinstance(handler, BufferedStreamHandler)
+        handler.setStream(io.StringIO())
+        access = AccessLogger(logging.getLogger("aiohttp.access"), "")
+        for method, status in (("GET", 200), ("HEAD", 304), ("GET", 404), ("POST", 201)):
+            access.log(make_mocked_request(method, "/stars/s1"), web.Response(status=status), 0.002)
+        handler.flush()
+        stream = handler.stream
+        assert isinstance(stream, io.StringIO)
+        lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(line["method"], line["status"]) for line in lines] == [("GET", 404), ("POST", 201)]
+    finally:
+        for made in root.handlers:
+            made.close()  # its flusher thread too
+        root.handlers[:], _ACCESS[:] = saved[0], saved[2]
+        root.setLevel(saved[1])

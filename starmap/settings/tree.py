@@ -17,10 +17,10 @@ import attrs
 __all__ = (
     "ActorSettings",
     "Environment",
+    "Fraction",
     "LogFormat",
     "LogSettings",
     "Networks",
-    "Fraction",
     "NonNegativeFloat",
     "Origins",
     "Port",

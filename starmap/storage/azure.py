@@ -4,9 +4,9 @@ Conditional writes always send the ETag with ``MatchConditions.IfNotModified``
 (the SDK's default is last-write-wins); filters are parameterised; every SDK
 error leaves this module as one of the project's own errors. A semaphore bounds
 the requests in flight: the service throttles and Azurite resets connections
-when too many arrive at once. Writes are coalesced per partition into
-entity-group transactions (``starmap.storage.coalesce``): under load one round
-trip carries the writes of many callers.
+when too many arrive at once. Writes of one partition that gather while it is
+being written go as one entity-group transaction once there are enough of them to
+pay for it (``starmap.storage.coalesce``).
 """
 
 from __future__ import annotations

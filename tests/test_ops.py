@@ -192,6 +192,9 @@ async def test_metrics_move_with_requests_likes_and_subscriptions(make_client: M
     ops = "starmap_storage_operation_duration_seconds_count"
     assert sample(after, ops, operation="update") >= 1
     assert sample(after, ops, operation="insert") > sample(before, ops, operation="insert")
+    # One after another, the create and the two likes each took a round trip of their own.
+    trips = "starmap_storage_write_requests_total"
+    assert sample(after, trips) >= sample(before, trips) + 3
     stream.close()
 
 

@@ -147,7 +147,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._size = 0
         self._limit = limit
         self._interval = interval
-        self._closed = threading.Event()
+        self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -163,8 +163,9 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
             self._size += len(line)
-            urgent = urgent or self._size >= self._limit
-            if self._flusher is None and not self._closed.is_set():
+            # After close (interpreter shutdown) no thread flushes any more: write at once.
+            urgent = urgent or self._size >= self._limit or self._stopped.is_set()
+            if self._flusher is None and not urgent:
                 self._flusher = threading.Thread(
                     target=self._flush_often, name="starmap-log-flush", daemon=True
                 )
@@ -173,7 +174,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def _flush_often(self) -> None:
-        while not self._closed.wait(self._interval):
+        while not self._stopped.wait(self._interval):
             self.flush()
 
     def flush(self) -> None:
@@ -184,7 +185,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopped.set()
         self.flush()
         super().close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from pathlib import Path
 
 import orjson
@@ -104,3 +105,21 @@ def test_the_access_logger_writes_the_lines_the_sample_keeps(tmp_path: Path) -> 
             made.close()  # its flusher thread too
         root.handlers[:], _ACCESS[:] = saved[0], saved[2]
         root.setLevel(saved[1])
+
+
+def test_buffered_lines_are_written_within_the_interval_warnings_at_once_and_after_close_at_once() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=0.05)
+    try:
+        handler.write_line("info\n")
+        assert stream.getvalue() == ""  # held for the flusher
+        deadline = time.monotonic() + 5
+        while stream.getvalue() != "info\n" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue() == "info\n"
+        handler.write_line("warning\n", urgent=True)
+        assert stream.getvalue() == "info\nwarning\n"
+    finally:
+        handler.close()
+    handler.write_line("late\n")  # no thread flushes after close: written at once
+    assert stream.getvalue() == "info\nwarning\nlate\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -203,6 +204,8 @@ def _live_metrics(app: web.Application) -> Iterator[Metric]:
         "Round trips that carried writes to the store (Azure requests, SQLite commits)",
         app[STORE].write_requests,
     )
+    yield gauge("starmap_gc_frozen_objects", "Objects start-up left out of garbage collection", [],
+                {(): float(gc.get_freeze_count())})  # fmt: skip
     link = app[REDIS]
     if link is not None:
         yield gauge("starmap_redis_up", "1 while Redis answers", [], {(): 1.0 if link.up else 0.0})

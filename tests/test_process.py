@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,3 +100,13 @@ def test_ready_is_logged_once_bound_and_loaded(make_process: MakeProcess) -> Non
     assert log.index("star index:") < ready and log.index("user index:") < ready
     assert log.count("listening on") == 1
     assert "on http://" not in log[:ready]  # nothing claims an address before it is bound
+
+
+def test_what_start_up_built_is_left_out_of_garbage_collection(make_process: MakeProcess) -> None:
+    """At ready, `python -m starmap` freezes its start-up objects (the collector's full passes
+    skip them); an app made by `create_app` alone, as in the other tests, freezes nothing."""
+    proc = make_process()
+    with urllib.request.urlopen(f"{proc.url}/metrics", timeout=10) as answer:  # noqa: S310 - loopback
+        text = answer.read().decode()
+    frozen = re.search(r"^starmap_gc_frozen_objects ([0-9.e+]+)$", text, re.MULTILINE)
+    assert frozen is not None and float(frozen.group(1)) > 10_000

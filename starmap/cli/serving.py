@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
+from typing import Final
 
 from ..errors import StarmapError
 from .common import log, read_settings, with_logging
 
 __all__ = ("dev", "serve")
+
+# The cyclic garbage collector's thresholds (Python's are 700, 10, 10): a pass every 700
+# net container allocations. Requests allocate many short-lived containers that reference
+# counting frees anyway, so under likes the collector ran ~80 times a second, each pass a
+# pause for every request in flight. Measured (ops/bench likes, back to back): with these
+# and the freeze at ready, 12 % less CPU per like and p99 ~75 ms instead of ~135.
+GC_THRESHOLDS: Final = (10_000, 20, 100)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -31,6 +40,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..storage import describe_store
 
     settings = with_logging()
+    gc.set_threshold(*GC_THRESHOLDS)
     server = settings.server
     log.info(
         "starting %s %s (%s), storage: %s",
@@ -42,6 +52,9 @@ def serve(args: argparse.Namespace) -> int:
 
     def ready(banner: str) -> None:
         """aiohttp calls this once every site is bound, after start-up (indexes loaded)."""
+        # What start-up built (modules, the indexes) lives as long as the process: out of
+        # the collector's sight, its full passes no longer walk it (a 115 ms pause was seen).
+        gc.freeze()
         log.info("ready: listening on http://%s:%d", server.host, server.port)
 
     loop = _event_loop()

@@ -110,3 +110,14 @@ def test_what_start_up_built_is_left_out_of_garbage_collection(make_process: Mak
         text = answer.read().decode()
     frozen = re.search(r"^starmap_gc_frozen_objects ([0-9.e+]+)$", text, re.MULTILINE)
     assert frozen is not None and float(frozen.group(1)) > 10_000
+
+
+def test_each_connection_gets_the_configured_request_handler(make_process: MakeProcess) -> None:
+    """aiohttp builds a RequestHandler per connection; arguments it does not take make it
+    fall back to its defaults, with a warning, on every connection."""
+    proc = make_process(LOG_LEVEL="INFO")
+    for _ in range(3):  # a new connection each time
+        with urllib.request.urlopen(f"{proc.url}/health/liveness", timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
+    time.sleep(0.5)  # warnings are written at once; give the process a moment anyway
+    assert "Failed to create request handler" not in proc.log()

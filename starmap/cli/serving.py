@@ -67,7 +67,10 @@ def serve(args: argparse.Namespace) -> int:
             shutdown_timeout=server.shutdown_timeout,
             access_log_class=AccessLogger,
             backlog=1024,  # thousands of event streams may (re)connect at once
-            handler_args=SERVER_ARGS,
+            # Straight through to each connection's RequestHandler: aiohttp 3.14's run_app has
+            # no handler_args any more, and a dict under that name made every connection fall
+            # back to the defaults (a 3.75 s keep-alive) with a warning line each.
+            **SERVER_ARGS,
             loop=loop,
             print=ready,
         )

@@ -58,7 +58,7 @@ CONDITIONAL: Final = {304: ("Not Modified: the copy you hold is current (no body
 
 def weak_tag(*parts: object) -> str:
     """A weak validator over ``parts`` (JSON-encodable): equal parts, equal tags, on any replica."""
-    return 'W/"%s"' % hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()  # noqa: UP031
+    return body_tag(orjson.dumps(parts))
 
 
 def star_tag(kind: str, stars: Iterable[Star], popular: Container[str], *extra: object) -> str:

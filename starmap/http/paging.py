@@ -26,8 +26,16 @@ def parse_limit(request: web.Request) -> tuple[int | None, str | None]:
     return int(raw), cursor
 
 
-def link_next(request: web.Request, answer: web.StreamResponse, next_cursor: str | None) -> None:
-    """Point at the next page while more remain."""
+def link_next(
+    request: web.Request,
+    answer: web.StreamResponse,
+    next_cursor: str | None,
+    *,
+    param: str = "cursor",
+    **also: str | int,
+) -> None:
+    """Point at the next page while more remain: this URL with ``param`` set to ``next_cursor``
+    (and the ``also`` parameters)."""
     if next_cursor is not None:
-        next_url = request.rel_url.update_query(cursor=next_cursor)
+        next_url = request.rel_url.update_query({param: next_cursor, **also})
         answer.headers["Link"] = f'<{next_url}>; rel="next"'

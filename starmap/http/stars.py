@@ -385,8 +385,7 @@ async def star_changes(request: web.Request) -> web.Response:
         b",".join(e.envelope for e in events),
     )
     answer = web.Response(body=body, content_type="application/json", charset="utf-8")
-    if more:
-        answer.headers["Link"] = f'<{request.rel_url.update_query(since=last, limit=limit)}>; rel="next"'
+    link_next(request, answer, last if more else None, param="since", limit=limit)
     return answer
 
 

@@ -225,9 +225,14 @@ async def list_stars(request: web.Request) -> web.Response:
     return answer
 
 
-async def tagged_stars(request: web.Request, kind: str, stars: list[Star], *extra: object) -> web.Response:
-    """Stars as JSON with their ETag; a 304 (nothing rendered) when the client holds it."""
-    popular = await request.config_dict[ACTORS].popular()
+async def tagged_stars(
+    request: web.Request, kind: str, stars: list[Star], *extra: object, popular: dict[str, int] | None = None
+) -> web.Response:
+    """Stars as JSON with their ETag; a 304 (nothing rendered) when the client holds it.
+
+    ``popular``: the popular set the caller has read already (else it is read here)."""
+    if popular is None:
+        popular = await request.config_dict[ACTORS].popular()
     tag = star_tag(kind, stars, popular, *extra)
     if (unchanged := not_modified(request, tag)) is not None:
         return unchanged
@@ -413,7 +418,4 @@ async def popular_stars(request: web.Request) -> web.Response:
     index = actors.stars()
     ranked = sorted(counts, key=lambda sid: counts[sid], reverse=True)
     stars = [s for s in map(index.get, ranked) if s is not None]
-    tag = star_tag("popular", stars, counts, [counts[s.id] for s in stars])
-    if (unchanged := not_modified(request, tag)) is not None:
-        return unchanged
-    return json_response(_as_json(request, stars, counts, time.time()), headers={"ETag": tag})
+    return await tagged_stars(request, "popular", stars, [counts[s.id] for s in stars], popular=counts)

@@ -18,20 +18,24 @@ def op(pk: str, rk: str) -> Op:
 
 
 class Recorder:
-    """Records each request; rows in ``failing`` fail it (at their index unless ``unplaced``)."""
+    """Records each request; rows in ``failing`` fail it (at their index unless ``unplaced``).
 
-    def __init__(self, *, unplaced: bool = False) -> None:
+    ``held``: every request stays out, unanswered, until ``gate`` is set.
+    """
+
+    def __init__(self, *, unplaced: bool = False, held: bool = False) -> None:
         self.sent: list[list[str]] = []
         self.failing: set[str] = set()
         self.unplaced = unplaced
-        self.gate: asyncio.Event | None = None
+        self.gate = asyncio.Event()
+        if not held:
+            self.gate.set()
         self.down = False
 
     async def send(self, table: str, ops: Sequence[Op]) -> list[str | None]:
         rows = [f"{op.entity['PartitionKey']}/{op.entity['RowKey']}" for op in ops]
         self.sent.append(rows)
-        if self.gate is not None:
-            await self.gate.wait()
+        await self.gate.wait()
         if self.down:
             raise StorageUnavailable("down")
         for i, row in enumerate(rows):
@@ -53,8 +57,7 @@ async def test_writes_that_wait_together_go_as_one_transaction_per_partition() -
 
 
 async def test_at_most_writers_transactions_are_out_and_the_next_gathers_meanwhile() -> None:
-    recorder = Recorder()
-    recorder.gate = asyncio.Event()
+    recorder = Recorder(held=True)
     writer = PartitionWriter(recorder.send, writers=1, timeout=5)
     first = asyncio.ensure_future(writer.write("T", [op("a", "1")]))
     await asyncio.sleep(0.01)
@@ -105,8 +108,7 @@ async def test_an_unknown_outcome_reaches_every_write_of_the_transaction() -> No
 
 
 async def test_a_write_whose_caller_gave_up_while_it_waited_is_never_sent() -> None:
-    recorder = Recorder()
-    recorder.gate = asyncio.Event()
+    recorder = Recorder(held=True)
     writer = PartitionWriter(recorder.send, writers=1, timeout=0.2)
     blocked = asyncio.ensure_future(writer.write("T", [op("p", "first")]))
     await asyncio.sleep(0.01)
@@ -141,8 +143,7 @@ async def test_one_row_twice_and_more_than_100_operations_wait_for_the_next_tran
 
 
 async def test_too_few_operations_for_a_transaction_go_each_on_its_own_at_once() -> None:
-    recorder = Recorder()
-    recorder.gate = asyncio.Event()
+    recorder = Recorder(held=True)
     writer = PartitionWriter(recorder.send, writers=1, timeout=5, min_transaction=8)
     first = asyncio.ensure_future(writer.write("T", [op("p", "first")]))
     await asyncio.sleep(0.01)
@@ -163,8 +164,7 @@ async def test_too_few_operations_for_a_transaction_go_each_on_its_own_at_once()
 
 
 async def test_writes_sent_each_on_its_own_are_out_together() -> None:
-    recorder = Recorder()
-    recorder.gate = asyncio.Event()
+    recorder = Recorder(held=True)
     writer = PartitionWriter(recorder.send, writers=1, timeout=5, min_transaction=8)
     writes = [asyncio.ensure_future(writer.write("T", [op("p", f"r{i}")])) for i in range(3)]
     await asyncio.sleep(0.01)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
 from .errors import ValidationFailed
-from .stars import BBox, Star, digest
+from .stars import BBox, Star
 
 __all__ = ("OrderedIndex", "StarIndex", "decode_cursor", "encode_cursor")
 
@@ -140,7 +140,7 @@ def _edge(cell: int) -> float:
 class StarIndex(OrderedIndex[Star]):
     """Stars, plus a grid of cells over [-1, 1]² so a viewport reads only its cells.
 
-    ``digest`` is the XOR of every star's ``stars.digest``, kept as stars change: the
+    ``digest`` is the XOR of every star's ``Star.digest``, kept as stars change: the
     same stars give the same digest on every replica, whatever order they came in. It is
     computed when first asked (a second of a million-star start-up), then kept.
     ``shape`` moves when stars come or go (the order changed); the ids of stars replaced
@@ -163,7 +163,7 @@ class StarIndex(OrderedIndex[Star]):
         super().add(item)
         bisect.insort(self._grid.setdefault((_cell(item.x), _cell(item.y)), []), _key(item))
         if self._digest is not None:
-            self._digest ^= digest(item)
+            self._digest ^= item.digest
         self.shape += 1
 
     def replace(self, item: Star) -> bool:
@@ -171,7 +171,7 @@ class StarIndex(OrderedIndex[Star]):
         if old is None or not super().replace(item):
             return False
         if self._digest is not None:
-            self._digest ^= digest(old) ^ digest(item)
+            self._digest ^= old.digest ^ item.digest
         self._replaced.add(item.id)
         return True
 
@@ -183,14 +183,14 @@ class StarIndex(OrderedIndex[Star]):
             if i < len(keys) and keys[i] == key:
                 del keys[i]
             if self._digest is not None:
-                self._digest ^= digest(star)
+                self._digest ^= star.digest
             self.shape += 1
         return star
 
     @property
     def digest(self) -> int:
         if self._digest is None:
-            self._digest = functools.reduce(operator.xor, map(digest, self._by_id.values()), 0)
+            self._digest = functools.reduce(operator.xor, (star.digest for star in self._by_id.values()), 0)
         return self._digest
 
     def take_replaced(self) -> set[str]:

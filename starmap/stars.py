@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import zlib
@@ -20,7 +21,6 @@ __all__ = (
     "Brightness",
     "Star",
     "bucket",
-    "digest",
     "is_star_row",
     "star_census",
     "star_from_entity",
@@ -100,16 +100,17 @@ class Star:
             batches=(*self.batches, batch_id)[-RECENT_BATCHES:],
         )
 
+    @functools.cached_property
+    def digest(self) -> int:
+        """64 bits that change exactly when what a client sees of the star changes, on any replica.
 
-def digest(star: Star) -> int:
-    """64 bits that change exactly when what a client sees of the star changes, on any replica.
-
-    The state, not a rendering: brightness now is computed from ``b0`` and ``t0``, so the
-    digest stays put while the star fades (a weak validator's promise).
-    """
-    state = (star.id, star.x, star.y, star.message, star.b0, star.t0, star.likes, star.created_at,
-             star.last_liked, star.user_id)  # fmt: skip
-    return int.from_bytes(hashlib.blake2b(orjson.dumps(state), digest_size=8).digest(), "big")
+        The state, not a rendering: brightness now is computed from ``b0`` and ``t0``, so the
+        digest stays put while the star fades (a weak validator's promise). Kept once computed:
+        a star is immutable, and every conditional read of it asks again.
+        """
+        state = (self.id, self.x, self.y, self.message, self.b0, self.t0, self.likes, self.created_at,
+                 self.last_liked, self.user_id)  # fmt: skip
+        return int.from_bytes(hashlib.blake2b(orjson.dumps(state), digest_size=8).digest(), "big")
 
 
 def star_to_entity(star: Star) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import brotli
 import orjson
 from aiohttp import web
 
-from ..stars import Star, digest
+from ..stars import Star
 from .jsonio import JSON
 from .openapi import Param
 
@@ -63,7 +63,7 @@ def weak_tag(*parts: object) -> str:
 
 def star_tag(kind: str, stars: Iterable[Star], popular: Container[str], *extra: object) -> str:
     """The tag of a list of stars as answered: each one's state and popularity, in order."""
-    return weak_tag(kind, [(digest(s), s.id in popular) for s in stars], *extra)
+    return weak_tag(kind, [(s.digest, s.id in popular) for s in stars], *extra)
 
 
 def body_tag(body: bytes) -> str:

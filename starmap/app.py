@@ -20,7 +20,7 @@ from .control import ReloadWatcher
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.malformed import install as install_malformed_request_answers
-from .http.middleware import add_request_id_header, front_middleware
+from .http.middleware import front_middleware
 from .http.routes import setup_cors, setup_routes
 from .http.streams import Streams
 from .http.views import WireViews
@@ -222,7 +222,6 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
         client_max_size=settings.server.max_body_bytes,
         middlewares=[front_middleware(metrics, verbose_errors=settings.server.debug)],
     )
-    app.on_response_prepare.append(add_request_id_header)
     app[METRICS] = metrics
     app[SETTINGS] = settings
     app[STORE_FACTORY] = store_factory

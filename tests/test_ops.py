@@ -211,7 +211,12 @@ async def test_request_ids_are_honoured_or_made_and_reach_the_logs(
         logging.getLogger("starmap.test").warning("inside the handler")
         return web.json_response({})
 
+    @doc("a test route that redirects", tag="test", responses={302: "Any"})
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/health")
+
     app.router.add_get("/probe/noisy", noisy)
+    app.router.add_get("/probe/moved", moved)
     client: Client = await aiohttp_client(app)
     caplog.handler.addFilter(RequestIdFilter())
     with caplog.at_level(logging.WARNING):
@@ -225,6 +230,10 @@ async def test_request_ids_are_honoured_or_made_and_reach_the_logs(
         assert made != bad
         assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
     assert (await client.get("/nope")).headers["X-Request-ID"]  # on aiohttp's own errors too
+    redirect = await client.get("/probe/moved", headers={"X-Request-ID": "r-1"}, allow_redirects=False)
+    assert (redirect.status, redirect.headers["X-Request-ID"]) == (302, "r-1")
+    async with client.get("/events/stream", headers={"X-Request-ID": "s-1"}) as stream:
+        assert stream.headers["X-Request-ID"] == "s-1"  # prepared by its handler, not the middleware
 
 
 # -- OpenAPI ----------------------------------------------------------------------------------

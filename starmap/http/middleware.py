@@ -39,7 +39,7 @@ _COUNTER: Final = itertools.count(1)
 
 
 def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middleware:
-    """Give each request its id (every log line; echoed by the prepare hook), answer its errors
+    """Give each request its id (every log line, and echoed on the answer), answer its errors
     as problems (``answer_error``), count and time it."""
 
     @web.middleware
@@ -59,9 +59,12 @@ def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middl
             except Exception as exc:
                 response = answer_error(request, exc, verbose=verbose_errors)
             status = response.status
+            if not response.prepared:  # an event stream was prepared (with its id) by its handler
+                response.headers[HEADER] = request_id
             return response
         except web.HTTPException as exc:  # a redirect, raised again
             status = exc.status
+            exc.headers[HEADER] = request_id
             raise
         except asyncio.CancelledError:  # aiohttp cancels the handler when the client hangs up
             status = CLIENT_CLOSED
@@ -77,8 +80,8 @@ def front_middleware(metrics: Metrics, *, verbose_errors: bool = False) -> Middl
     return observe
 
 
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """On every answer, streams and aiohttp's own errors included."""
-    request_id = request.get(REQUEST_ID_KEY)
-    if request_id is not None:
-        response.headers[HEADER] = request_id
+def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """The request's id on an answer its handler prepares itself (an event stream); the
+    middleware puts it on every other answer (a plain call: a response-prepare signal costs
+    every request ~3 % of its CPU)."""
+    response.headers[HEADER] = request[REQUEST_ID_KEY]

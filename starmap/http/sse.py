@@ -19,6 +19,7 @@ from ..errors import ValidationFailed
 from ..events import SEP, TOPICS
 from ..keys import SETTINGS, STREAMS
 from ..stars import BBox
+from .middleware import add_request_id_header
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import Param, doc
 from .schemas import check_topics
@@ -66,6 +67,7 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
     response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
     stream = streams.open(topics, last_id, response, client, box)
     try:
+        add_request_id_header(request, response)
         await response.prepare(request)
         stream.transport = request.transport
         await _pump(response, streams, stream, _retry(settings.retry_ms), settings.send_timeout)

@@ -7,12 +7,15 @@ when ``/metrics`` is scraped, so nothing has to keep it in step.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 __all__ = ("METHODS", "Metrics", "counter", "gauge")
 
@@ -25,19 +28,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "starmap_http_requests",
-            "HTTP requests answered",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "starmap_http_request_duration_seconds",
-            "Time to answer (for streams: the stream's life)",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestStats()
+        self.registry.register(self.requests)
         self.storage_latency = Histogram(
             "starmap_storage_operation_duration_seconds",
             "Table store operations",
@@ -51,22 +43,13 @@ class Metrics:
             ["operation", "error"],
             registry=self.registry,
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rate_limited = Counter(
             "starmap_rate_limited", "Likes refused by the rate limit", registry=self.registry
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count and time one request; the labelled children are looked up once each."""
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count and time one request."""
+        self.requests.observe(method, route, status, seconds)
 
     def watch(self, read: Callable[[], Iterator[Metric]]) -> None:
         """Add live values, read at each scrape."""
@@ -74,6 +57,49 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RequestStats(Collector):
+    """Requests answered (``starmap_http_requests``) and their times, kept in plain dicts.
+
+    Every request updates these, and only the event loop's thread does: prometheus_client's
+    labelled children take a lock on every update, ~4 % of a small GET's CPU. They become
+    the same counter and histogram families when ``/metrics`` is scraped.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): a count for each bucket (the last: over the largest bound), the sum.
+        self.times: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        times = self.times.get((method, route))
+        if times is None:
+            times = self.times[(method, route)] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+        times[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        times[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "starmap_http_requests", "HTTP requests answered", labels=["method", "route", "status"]
+        )
+        for (method, route, status), count in self.counts.items():
+            requests.add_metric([method, route, str(status)], count)
+        latency = HistogramMetricFamily(
+            "starmap_http_request_duration_seconds",
+            "Time to answer (for streams: the stream's life)",
+            labels=["method", "route"],
+        )
+        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+        for (method, route), (buckets, total) in self.times.items():
+            cumulative = list(zip(bounds, itertools.accumulate(buckets), strict=True))
+            latency.add_metric([method, route], cumulative, sum_value=total[0])
+        return iter((requests, latency))
+
+    def describe(self) -> list[Metric]:
+        return []  # the families are made at scrape time
 
 
 class _LiveCollector(Collector):

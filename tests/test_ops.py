@@ -16,6 +16,7 @@ from starmap.app import STORE, create_app
 from starmap.http.openapi import build, doc
 from starmap.keys import HUB
 from starmap.logs import RequestIdFilter, escape_controls
+from starmap.metrics import Metrics
 from starmap.stars import STARS, bucket
 from starmap.storage import iter_entities
 from starmap.users import USER_STARS
@@ -170,6 +171,21 @@ def sample(text: str, name: str, **labels: str) -> float:
         if head.split("{")[0] == name and all(found.get(k) == v for k, v in labels.items()):
             return float(value)
     return 0.0
+
+
+def test_request_times_land_in_the_bucket_of_each_bound_they_are_under() -> None:
+    metrics = Metrics()
+    for seconds in (0.0005, 0.001, 0.003, 20.0):  # on a bound counts in its bucket (Prometheus' "le")
+        metrics.observe_request("GET", "/x", 200, seconds)
+    metrics.observe_request("GET", "/x", 404, 0.2)
+    text = metrics.render().decode()
+    assert sample(text, "starmap_http_requests_total", method="GET", route="/x", status="200") == 4
+    assert sample(text, "starmap_http_requests_total", method="GET", route="/x", status="404") == 1
+    buckets = {le: sample(text, "starmap_http_request_duration_seconds_bucket", le=le) for le in
+              ("0.001", "0.0025", "0.005", "0.1", "0.25", "10.0", "+Inf")}  # fmt: skip
+    assert buckets == {"0.001": 2, "0.0025": 2, "0.005": 3, "0.1": 3, "0.25": 4, "10.0": 4, "+Inf": 5}
+    assert sample(text, "starmap_http_request_duration_seconds_count", method="GET", route="/x") == 5
+    assert sample(text, "starmap_http_request_duration_seconds_sum") == pytest.approx(20.2045)
 
 
 async def test_metrics_move_with_requests_likes_and_subscriptions(make_client: MakeClient) -> None:

@@ -22,7 +22,7 @@ __all__ = ("admin_status", "clear_stars")
 
 def _refusal(request: web.Request) -> web.Response | None:
     """None when the key is right; else the answer: 503 (no key configured) or 401."""
-    key = request.config_dict[SETTINGS].server.admin_api_key
+    key = request.app[SETTINGS].server.admin_api_key
     if not key:
         return problem(503, "admin is not configured: set ADMIN_API_KEY")
     offered = request.headers.get("X-API-Key", "")
@@ -37,7 +37,7 @@ async def clear_stars(request: web.Request) -> web.Response:
     """Remove every star durably; one ``clear`` event tells every open map."""
     if (refused := _refusal(request)) is not None:
         return refused
-    clearing = await request.config_dict[ACTORS].registry.ask(ClearAll())
+    clearing = await request.app[ACTORS].registry.ask(ClearAll())
     count = await asyncio.shield(clearing)  # a client that hangs up does not stop the clear
     return json_response({"message": f"removed {count} stars", "count": count})
 
@@ -46,7 +46,7 @@ async def clear_stars(request: web.Request) -> web.Response:
 async def admin_status(request: web.Request) -> web.Response:
     if (refused := _refusal(request)) is not None:
         return refused
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     return json_response(
         {
             "admin_configured": True,

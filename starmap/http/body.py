@@ -37,7 +37,7 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
         if request.content.is_eof():  # the whole body came with the headers (most do): no timer
             raw = await request.read()  # 413 past client_max_size, raised by aiohttp
         else:
-            raw = await _read_within(request, request.config_dict[SETTINGS].server.body_timeout)
+            raw = await _read_within(request, request.app[SETTINGS].server.body_timeout)
     except RequestPayloadError:  # e.g. a body that is not what its Content-Encoding says
         raise web.HTTPBadRequest(text="the body could not be read as its headers describe it") from None
     if not raw.strip():

@@ -21,14 +21,14 @@ __all__ = ("active_stars", "actor", "actors", "add_test_star", "cache_stats", "t
 @doc("Live actors (not in production)", tag="debug", responses={200: "Any"})
 async def actors(request: web.Request) -> web.Response:
     """Every live actor: kind, key, mailbox depth, processed, idle seconds, last error."""
-    return json_response(request.config_dict[ACTORS].system.snapshot())
+    return json_response(request.app[ACTORS].system.snapshot())
 
 
 @doc("One live actor's state (not in production)", tag="debug", responses={200: "Any", 404: P})
 async def actor(request: web.Request) -> web.Response:
     """One live actor's snapshot with its state (a like counter: likes and pending batch)."""
     kind, key = request.match_info["kind"], request.match_info["key"]
-    described = request.config_dict[ACTORS].describe_actor(kind, key)
+    described = request.app[ACTORS].describe_actor(kind, key)
     if described is None:
         raise web.HTTPNotFound(text=f"no live actor {kind}/{key}")
     return json_response(described)
@@ -37,18 +37,18 @@ async def actor(request: web.Request) -> web.Response:
 @doc("Tables and entity counts (not in production)", tag="debug", responses={200: "Any", 503: P})
 async def table_info(request: web.Request) -> web.Response:
     """Tables, their entity counts (a full scan each: debugging only), where they live."""
-    info = await request.config_dict[ACTORS].table_info()
-    return json_response({**info, "table_prefix": request.config_dict[SETTINGS].storage.table_prefix})
+    info = await request.app[ACTORS].table_info()
+    return json_response({**info, "table_prefix": request.app[SETTINGS].storage.table_prefix})
 
 
 @doc("The active computation explained (not in production)", tag="debug", responses={200: "Any", 503: P})
 async def active_stars(request: web.Request) -> web.Response:
     """The active computation explained: the cut-off, and each active star's last like."""
-    window = request.config_dict[SETTINGS].redis.popularity_window
+    window = request.app[SETTINGS].redis.popularity_window
     now = time.time()
     cutoff = now - window
-    stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(cutoff))
-    model = request.config_dict[BRIGHTNESS]
+    stars = await request.app[ACTORS].registry.ask(ActiveStars(cutoff))
+    model = request.app[BRIGHTNESS]
     return json_response(
         {
             "now": now,
@@ -72,7 +72,7 @@ async def active_stars(request: web.Request) -> web.Response:
 @doc("Create a test star and read it back (not in production)", tag="debug", responses={201: "Any", 503: P})
 async def add_test_star(request: web.Request) -> web.Response:
     """Create a star, then read it back through the registry and from the store."""
-    registry = request.config_dict[ACTORS].registry
+    registry = request.app[ACTORS].registry
     command = CreateStar(
         x=round(random.uniform(-1, 1), 4),  # noqa: S311
         y=round(random.uniform(-1, 1), 4),  # noqa: S311
@@ -85,7 +85,7 @@ async def add_test_star(request: web.Request) -> web.Response:
     assert isinstance(created, Star), "no Idempotency-Key: the star itself"
     via_registry = await registry.ask(GetStar(created.id))
     stored = await registry.ask(ReadStored(created.id))
-    model, now = request.config_dict[BRIGHTNESS], time.time()
+    model, now = request.app[BRIGHTNESS], time.time()
     return json_response(
         {
             "created": star_json(created, model, now, is_popular=False),
@@ -100,4 +100,4 @@ async def add_test_star(request: web.Request) -> web.Response:
 @doc("Redis mirror and relay statistics (not in production)", tag="debug", responses={200: "Any"})
 async def cache_stats(request: web.Request) -> web.Response:
     """The Redis mirror and event relay: hits, misses, state."""
-    return json_response(request.config_dict[ACTORS].cache_stats())
+    return json_response(request.app[ACTORS].cache_stats())

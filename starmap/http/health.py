@@ -25,7 +25,7 @@ def _now() -> str:
 
 @doc("Service health", tag="health", responses={200: "Health"})
 async def health(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     return json_response(
         {
             "status": "healthy",
@@ -48,7 +48,7 @@ async def liveness(request: web.Request) -> web.Response:
 )
 async def readiness(request: web.Request) -> web.Response:
     """Ready when the table store answers within a short timeout; Redis never gates it."""
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     problem = await actors.check_store(READINESS_TIMEOUT)
     if problem is not None:
         log.warning("readiness: table store unreachable: %s", problem)

@@ -41,7 +41,7 @@ def held(request: web.Request, key: str | None, *scope: str) -> Iterator[None]:
     if key is None:
         yield
         return
-    with request.config_dict[KEYS_IN_FLIGHT].hold(*scope, key):
+    with request.app[KEYS_IN_FLIGHT].hold(*scope, key):
         yield
 
 
@@ -51,7 +51,7 @@ def intent_of(
     """What the actor needs to record (or replay) a keyed write; None without a key."""
     if key is None:
         return None
-    ttl = request.config_dict[SETTINGS].server.idempotency_ttl
+    ttl = request.app[SETTINGS].server.idempotency_ttl
     return Intent(operation, key, fingerprint(operation, target, body), ttl)
 
 

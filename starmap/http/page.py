@@ -71,7 +71,7 @@ async def docs_asset(request: web.Request) -> web.FileResponse:
 
 @doc("What the page needs to draw as the server computes", tag="page", responses={200: "Any"})
 async def config(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     stars = settings.stars
     return json_response(
         {

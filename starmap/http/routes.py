@@ -120,7 +120,7 @@ async def docs_page(request: web.Request) -> web.FileResponse:
 @doc("Prometheus metrics", tag="ops", responses={200: ("Prometheus text", "Any", "text/plain")})
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text."""
-    body = request.config_dict[METRICS].render()
+    body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

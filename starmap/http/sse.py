@@ -53,10 +53,10 @@ def _box(request: web.Request) -> BBox | None:
 
 async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamResponse:
     box = _box(request)
-    settings = request.config_dict[SETTINGS].sse
+    settings = request.app[SETTINGS].sse
     if request.method == "HEAD":  # what a GET would start with, and no stream
         return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    streams = request.config_dict[STREAMS]
+    streams = request.app[STREAMS]
     client = client_identity(request)
     if len(streams) >= settings.max_streams or streams.held_by(client) >= settings.max_streams_per_client:
         # 200, not 503: an EventSource gives up for good on any other status.

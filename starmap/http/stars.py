@@ -89,13 +89,13 @@ def _as_json(
     request: web.Request, stars: Iterable[Star], popular: Mapping[str, int], now: float
 ) -> list[dict[str, Any]]:
     """Stars as their JSON objects: brightness at ``now``, ``is_popular`` from ``popular``."""
-    model = request.config_dict[BRIGHTNESS]
+    model = request.app[BRIGHTNESS]
     return [star_json(s, model, now, is_popular=s.id in popular) for s in stars]
 
 
 async def render_stars(request: web.Request, stars: list[Star]) -> list[dict[str, Any]]:
     """Stars as JSON, brightness at now and ``is_popular`` from the tracker."""
-    return _as_json(request, stars, await request.config_dict[ACTORS].popular(), time.time())
+    return _as_json(request, stars, await request.app[ACTORS].popular(), time.time())
 
 
 Piece = Callable[[Star, bool, float], bytes]
@@ -201,14 +201,14 @@ def parse_bbox(raw: str | None) -> BBox | None:
 async def list_stars(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
     bbox = parse_bbox(request.query.get("bbox"))
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     index = actors.stars()
     if limit is None and bbox is None:  # the whole sky: the hot read of every map page
-        cache, popular, now = request.config_dict[LIST_CACHE], await actors.popular(), time.time()
+        cache, popular, now = request.app[LIST_CACHE], await actors.popular(), time.time()
         tag = weak_tag("stars", index.digest, len(index), sorted(popular))
         if (unchanged := not_modified(request, tag)) is not None:
             return unchanged
-        model = request.config_dict[BRIGHTNESS]
+        model = request.app[BRIGHTNESS]
 
         def piece(star: Star, is_popular: bool, at: float) -> bytes:
             return orjson.dumps(star_json(star, model, at, is_popular=is_popular))
@@ -232,7 +232,7 @@ async def tagged_stars(
 
     ``popular``: the popular set the caller has read already (else it is read here)."""
     if popular is None:
-        popular = await request.config_dict[ACTORS].popular()
+        popular = await request.app[ACTORS].popular()
     tag = star_tag(kind, stars, popular, *extra)
     if (unchanged := not_modified(request, tag)) is not None:
         return unchanged
@@ -262,7 +262,7 @@ async def create_star(request: web.Request) -> web.Response:
             id=body.id,
             intent=intent,
         )
-        star = await request.config_dict[ACTORS].registry.ask(command)
+        star = await request.app[ACTORS].registry.ask(command)
     if isinstance(star, Recorded):
         return recorded_response(star)
     [rendered] = await render_stars(request, [star])
@@ -279,7 +279,7 @@ async def create_star(request: web.Request) -> web.Response:
 )
 async def get_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     star = actors.stars().get(star_id)
     if star is None:  # not in this replica's index (yet): the registry's point read
         star = await actors.registry.ask(GetStar(star_id))
@@ -301,20 +301,20 @@ async def get_stars_batch(request: web.Request) -> web.Response:
     ids = [i for i in request.match_info["ids"].split(",") if i]
     if len(ids) > MAX_BATCH_IDS:
         raise ValidationFailed({"ids": f"at most {MAX_BATCH_IDS} ids, not {len(ids)}"})
-    index = request.config_dict[ACTORS].stars()
+    index = request.app[ACTORS].stars()
     stars = [s for s in (index.get(i) for i in dict.fromkeys(ids)) if s is not None]
     return await tagged_stars(request, "stars", stars)
 
 
 @doc("Delete a star", tag="stars", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_star(request: web.Request) -> web.Response:
-    star_id = await request.config_dict[ACTORS].registry.ask(DeleteStar(_star_id(request)))
+    star_id = await request.app[ACTORS].registry.ask(DeleteStar(_star_id(request)))
     return json_response({"id": star_id, "status": "deleted"})
 
 
 def client_identity(request: web.Request) -> str:
     """The client behind any trusted proxies (see ``starmap.http.clients``)."""
-    proxies = request.config_dict[SETTINGS].server.trusted_proxies
+    proxies = request.app[SETTINGS].server.trusted_proxies
     return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), proxies)
 
 
@@ -344,20 +344,20 @@ async def like_star(request: web.Request) -> web.Response:
 async def _like(request: web.Request, star_id: str, key: str | None) -> web.Response:
     body = await load_body(request, LikeIn, converter, optional=True)
     intent = intent_of(request, "like", key, star_id, converter.unstructure(body))
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     decision = await actors.acquire(client_identity(request))
     headers = _rate_headers(decision)
     if not decision.allowed:
-        request.config_dict[METRICS].rate_limited.inc()
+        request.app[METRICS].rate_limited.inc()
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-        period = request.config_dict[SETTINGS].rate_limit.seconds
+        period = request.app[SETTINGS].rate_limit.seconds
         detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
         return problem(429, detail, headers=headers)
     counter = await actors.like_counter(star_id)
     star = await counter.ask(Like(user_id=body.user_id, intent=intent))
     if isinstance(star, Recorded):
         return recorded_response(star, headers)
-    return json_response(like_json(star, request.config_dict[BRIGHTNESS], time.time()), headers=headers)
+    return json_response(like_json(star, request.app[BRIGHTNESS], time.time()), headers=headers)
 
 
 SINCE: Final = Param(
@@ -377,7 +377,7 @@ async def star_changes(request: web.Request) -> web.Response:
     if since is None:
         raise ValidationFailed({"since": "required: the id of the last event you have"})
     limit = parse_limit(request)[0] or MAX_LIMIT
-    hub = request.config_dict[HUB]
+    hub = request.app[HUB]
     found = hub.changes("stars", since, limit)
     if found is None:
         detail = (f"the events after {since!r} are not kept here (an unknown id, or older than the "
@@ -401,8 +401,8 @@ async def star_changes(request: web.Request) -> web.Response:
     responses={200: "StarList", **CONDITIONAL, **UNAVAILABLE},
 )
 async def active_stars(request: web.Request) -> web.Response:
-    window = request.config_dict[SETTINGS].redis.popularity_window
-    stars = await request.config_dict[ACTORS].registry.ask(ActiveStars(time.time() - window))
+    window = request.app[SETTINGS].redis.popularity_window
+    stars = await request.app[ACTORS].registry.ask(ActiveStars(time.time() - window))
     return await tagged_stars(request, "active", stars)
 
 
@@ -413,7 +413,7 @@ async def active_stars(request: web.Request) -> web.Response:
     responses={200: "StarList", **CONDITIONAL, **UNAVAILABLE},
 )
 async def popular_stars(request: web.Request) -> web.Response:
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     counts = await actors.popular()
     index = actors.stars()
     ranked = sorted(counts, key=lambda sid: counts[sid], reverse=True)

@@ -44,7 +44,7 @@ def _user_id(request: web.Request) -> str:
 )
 async def list_users(request: web.Request) -> web.Response:
     limit, cursor = parse_limit(request)
-    page = await request.config_dict[ACTORS].users.ask(ListUsers(limit, cursor))
+    page = await request.app[ACTORS].users.ask(ListUsers(limit, cursor))
     answer = json_response([user_json(u) for u in page.users])
     link_next(request, answer, page.next_cursor)
     answer.headers["ETag"] = body_tag(answer.body)  # type: ignore[arg-type]  # bytes: json_response's
@@ -63,7 +63,7 @@ async def create_user(request: web.Request) -> web.Response:
     with held(request, key, "create-user"):
         body = await load_body(request, UserIn, converter)
         intent = intent_of(request, "create-user", key, "", converter.unstructure(body))
-        user = await request.config_dict[ACTORS].users.ask(CreateUser(body.name, body.email, intent))
+        user = await request.app[ACTORS].users.ask(CreateUser(body.name, body.email, intent))
     if isinstance(user, Recorded):
         return recorded_response(user)
     answer = json_response(user_json(user), status=201)
@@ -78,7 +78,7 @@ async def create_user(request: web.Request) -> web.Response:
     responses={200: "User", **CONDITIONAL, 404: P, **UNAVAILABLE},
 )
 async def get_user(request: web.Request) -> web.Response:
-    user = await request.config_dict[ACTORS].users.ask(GetUser(_user_id(request)))
+    user = await request.app[ACTORS].users.ask(GetUser(_user_id(request)))
     answer = json_response(user_json(user))
     answer.headers["ETag"] = body_tag(answer.body)  # type: ignore[arg-type]  # bytes: json_response's
     return answer
@@ -93,13 +93,13 @@ async def get_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     user_id = _user_id(request)
     body = await load_body(request, UserIn, converter)
-    user = await request.config_dict[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
+    user = await request.app[ACTORS].users.ask(UpdateUser(user_id, body.name, body.email))
     return json_response(user_json(user))
 
 
 @doc("Delete a user (their stars stay)", tag="users", responses={200: "Deleted", 404: P, **UNAVAILABLE})
 async def delete_user(request: web.Request) -> web.Response:
-    user_id = await request.config_dict[ACTORS].users.ask(DeleteUser(_user_id(request)))
+    user_id = await request.app[ACTORS].users.ask(DeleteUser(_user_id(request)))
     return json_response({"id": user_id, "status": "deleted"})
 
 
@@ -114,7 +114,7 @@ async def user_stars(request: web.Request) -> web.Response:
     relation = request.query.get("relation", "placed")
     if relation not in RELATIONS:
         raise ValidationFailed({"relation": f"must be one of {', '.join(RELATIONS)}"})
-    actors = request.config_dict[ACTORS]
+    actors = request.app[ACTORS]
     ids = await actors.users.ask(UserStarIds(_user_id(request), cast(Relation, relation)))
     index = actors.stars()
     stars = [s for s in map(index.get, ids) if s is not None]

@@ -43,7 +43,7 @@ async def seed(client: Client, stars: int = 3) -> dict[str, Any]:
 
 def reads(user_id: str) -> list[str]:
     return [
-        "/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/s0", "/stars/active",
+        "/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/s0", "/stars/s1", "/stars/active",
         "/stars/popular", "/stars/batch/s0,s1", "/users", f"/users/{user_id}",
         f"/users/{user_id}/stars?relation=liked",
     ]  # fmt: skip
@@ -75,9 +75,9 @@ async def test_a_tag_changes_exactly_when_the_data_does(client: Client) -> None:
     await client.post("/stars/s1/like", json={"user_id": user["id"]})
     after = {p: (await client.get(p)).headers["ETag"] for p in reads(user["id"])}
     changed = {p for p in before if after[p] != before[p]}
-    # s1 is in the whole list, the first page, the box, the batch, the active and liked lists;
-    # s0 and the users did not change.
-    assert changed == {"/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/active",
+    # s1 itself, and in the whole list, the first page, the box, the batch, the active and liked
+    # lists; s0 and the users did not change.
+    assert changed == {"/stars", "/stars?limit=2", "/stars?bbox=-1,-1,0.15,1", "/stars/s1", "/stars/active",
                        "/stars/batch/s0,s1", f"/users/{user['id']}/stars?relation=liked"}  # fmt: skip
     await client.put(f"/users/{user['id']}", json={"name": "Ada L", "email": "a@b.org"})
     assert (await client.get(f"/users/{user['id']}")).headers["ETag"] != before[f"/users/{user['id']}"]
@@ -190,6 +190,20 @@ async def test_replicas_agree_on_tags(make_process: MakeProcess, redis_server: R
             assert len(tags) == 1, path
             async with http.get(one.url + path, headers={"If-None-Match": tags.pop()}) as answer:
                 assert answer.status == 304
+
+
+def test_one_stars_tag_follows_its_state_and_its_popularity() -> None:
+    import attrs
+
+    from starmap.http.representation import one_star_tag
+    from starmap.stars import Star
+
+    star = Star("s1", 0.5, 0.5, "hi", 100.0, 1000.0, 3, 1000.0, 1000.0)
+    tag = one_star_tag(star, popular={})
+    assert tag == one_star_tag(attrs.evolve(star), popular={"s2": 1})  # an equal star elsewhere
+    assert tag != one_star_tag(star, popular={"s1": 1})
+    assert tag != one_star_tag(attrs.evolve(star, likes=4), popular={})
+    assert tag != one_star_tag(attrs.evolve(star, message="ho"), popular={})
 
 
 def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:

@@ -36,6 +36,7 @@ __all__ = (
     "compress",
     "finish",
     "not_modified",
+    "one_star_tag",
     "star_tag",
     "weak_tag",
 )
@@ -64,6 +65,12 @@ def weak_tag(*parts: object) -> str:
 def star_tag(kind: str, stars: Iterable[Star], popular: Container[str], *extra: object) -> str:
     """The tag of a list of stars as answered: each one's state and popularity, in order."""
     return weak_tag(kind, [(s.digest, s.id in popular) for s in stars], *extra)
+
+
+def one_star_tag(star: Star, popular: Container[str]) -> str:
+    """The tag of one star as answered: its digest and popularity as they are, nothing to hash
+    (the tag of every single-star GET)."""
+    return f'W/"{star.digest:016x}{"p" if star.id in popular else "n"}"'
 
 
 def body_tag(body: bytes) -> str:

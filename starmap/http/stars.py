@@ -41,6 +41,7 @@ from .representation import (
     chosen_coding,
     compress,
     not_modified,
+    one_star_tag,
     star_tag,
     weak_tag,
 )
@@ -284,7 +285,7 @@ async def get_star(request: web.Request) -> web.Response:
     if star is None:  # not in this replica's index (yet): the registry's point read
         star = await actors.registry.ask(GetStar(star_id))
     popular = await actors.popular()
-    tag = star_tag("star", [star], popular)
+    tag = one_star_tag(star, popular)
     if (unchanged := not_modified(request, tag)) is not None:
         return unchanged
     [rendered] = _as_json(request, [star], popular, time.time())

@@ -134,7 +134,8 @@ class OrderedIndex(Generic[T]):
 
 
 def _cell(v: float) -> int:
-    return min(GRID - 1, max(0, math.floor((v + 1.0) / 2.0 * GRID)))
+    cell = math.floor((v + 1.0) / 2.0 * GRID)
+    return 0 if cell < 0 else (GRID - 1 if cell >= GRID else cell)  # min and max: 3x the time
 
 
 def _edge(cell: int) -> float:

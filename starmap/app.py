@@ -206,6 +206,8 @@ def _live_metrics(app: web.Application) -> Iterator[Metric]:
     )
     yield gauge("starmap_gc_frozen_objects", "Objects start-up left out of garbage collection", [],
                 {(): float(gc.get_freeze_count())})  # fmt: skip
+    yield gauge("starmap_gc_enabled", "1 while the cyclic garbage collector runs (off during start-up)",
+                [], {(): float(gc.isenabled())})  # fmt: skip
     link = app[REDIS]
     if link is not None:
         yield gauge("starmap_redis_up", "1 while Redis answers", [], {(): 1.0 if link.up else 0.0})

@@ -104,12 +104,14 @@ def test_ready_is_logged_once_bound_and_loaded(make_process: MakeProcess) -> Non
 
 def test_what_start_up_built_is_left_out_of_garbage_collection(make_process: MakeProcess) -> None:
     """At ready, `python -m starmap` freezes its start-up objects (the collector's full passes
-    skip them); an app made by `create_app` alone, as in the other tests, freezes nothing."""
+    skip them) and turns the collector back on (it is off while start-up builds the indexes);
+    an app made by `create_app` alone, as in the other tests, freezes nothing."""
     proc = make_process()
     with urllib.request.urlopen(f"{proc.url}/metrics", timeout=10) as answer:  # noqa: S310 - loopback
         text = answer.read().decode()
     frozen = re.search(r"^starmap_gc_frozen_objects ([0-9.e+]+)$", text, re.MULTILINE)
     assert frozen is not None and float(frozen.group(1)) > 10_000
+    assert re.search(r"^starmap_gc_enabled 1\.0$", text, re.MULTILINE), text
 
 
 def test_each_connection_gets_the_configured_request_handler(make_process: MakeProcess) -> None:

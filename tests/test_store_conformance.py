@@ -181,6 +181,17 @@ async def test_query_follows_continuations_past_1000_entities(store: TableStore)
     assert await store.count(T) == 1051
 
 
+async def test_an_iteration_stopped_early_leaves_no_read_behind(store: TableStore) -> None:
+    """iter_entities reads the next page ahead; a caller that stops early has it cancelled."""
+    await store.batch(T, [Op("insert", entity("p", f"{i:02d}")) for i in range(10)])
+    rows = iter_entities(store, T, "p", page_size=3)
+    assert [(await anext(rows)).row_key for _ in range(4)] == ["00", "01", "02", "03"]
+    await rows.aclose()  # in the second page: the third is being read
+    await asyncio.sleep(0)
+    reads = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".query")]  # type: ignore[union-attr]
+    assert all(t.done() for t in reads), reads
+
+
 async def test_a_row_range_keeps_the_row_keys_inside_it_across_partitions_and_pages(
     store: TableStore,
 ) -> None:

@@ -9,9 +9,10 @@ SQLite backend keeps the same rules, so code written against one runs on both.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, TypeVar
 
 import attrs
@@ -167,16 +168,30 @@ async def iter_entities(
     *,
     page_size: int = DEFAULT_PAGE,
     rows: RowRange | None = None,
-) -> AsyncIterator[Stored]:
-    """Every entity of a partition (or a table), following continuations; ``rows``: see ``query``."""
-    continuation: str | None = None
-    while True:
-        page = await store.query(table, partition_key, limit=page_size, continuation=continuation, rows=rows)
-        for item in page.items:
-            yield item
-        if page.continuation is None:
-            return
-        continuation = page.continuation
+) -> AsyncGenerator[Stored, None]:
+    """Every entity of a partition (or a table), following continuations; ``rows``: see ``query``.
+
+    The next page is asked for before this one's entities are handed out: the store reads it
+    (a thread for SQLite, the network for Azure) while the caller works through this one.
+    """
+
+    def ask(continuation: str | None) -> asyncio.Future[Page]:
+        query = store.query(table, partition_key, limit=page_size, continuation=continuation, rows=rows)
+        return asyncio.ensure_future(query)
+
+    fetch = ask(None)
+    try:
+        while True:
+            page = await fetch
+            if page.continuation is not None:
+                fetch = ask(page.continuation)
+            for item in page.items:
+                yield item
+            if page.continuation is None:
+                return
+    finally:  # the caller stopped early: the page read ahead is not wanted
+        if not fetch.cancel() and not fetch.cancelled():
+            fetch.exception()  # done: a failed read nobody waits for is not "never retrieved"
 
 
 def partition_chunks(items: Iterable[T], partition_of: Callable[[T], str]) -> Iterator[list[T]]:

@@ -110,6 +110,9 @@ class TestIndex:
 def test_entities_round_trip_and_spread_over_buckets() -> None:
     s = star("abc", 0.25, -0.5, created=12.5, user_id="u1", batches=("x1", "x2"))
     assert star_from_entity(star_to_entity(s)) == s
+    # Every field its own value: a field read into another's place cannot go unnoticed.
+    distinct = Star("id", 0.1, 0.2, "m", 30.0, 40.0, 5, 60.0, 70.0, "u", ("b",))
+    assert star_from_entity(star_to_entity(distinct)) == distinct
     assert len({bucket(f"id{i}") for i in range(1000)}) == 32
 
 

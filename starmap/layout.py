@@ -32,12 +32,18 @@ class RowKind(enum.Enum):
     NEWER = "newer"  # a layout marker this version does not know
 
 
+def _marked(entity: Mapping[str, Any]) -> RowKind | None:
+    """The kind a row's layout marker says (a bool is no layout); None: the row has no marker."""
+    layout = entity.get(LAYOUT_PROPERTY)
+    if layout is None:
+        return None
+    return RowKind.CURRENT if type(layout) is int and layout == LAYOUT else RowKind.NEWER
+
+
 def classify(entity: Mapping[str, Any], *, partition: str, required: Collection[str]) -> RowKind:
     """The kind of a row whose own partition (as this service derives it) is ``partition``."""
-    layout = entity.get(LAYOUT_PROPERTY)
-    if layout is not None:
-        is_ours = isinstance(layout, int) and not isinstance(layout, bool) and layout == LAYOUT
-        return RowKind.CURRENT if is_ours else RowKind.NEWER
+    if (kind := _marked(entity)) is not None:
+        return kind
     if entity.get("PartitionKey") == partition and all(name in entity for name in required):
         return RowKind.CURRENT  # written before the marker existed
     return RowKind.ORIGINAL
@@ -78,10 +84,8 @@ class Census(Generic[T]):
     def take(self, entity: dict[str, Any]) -> T | None:
         """The parsed row if this service wrote it; None (and counted) otherwise."""
         row_key = str(entity.get("RowKey", ""))
-        layout = entity.get(LAYOUT_PROPERTY)
-        if type(layout) is int and layout == LAYOUT:  # marked ours (not a bool): no partition to derive
-            kind = RowKind.CURRENT
-        else:
+        kind = _marked(entity)
+        if kind is None:  # no marker: only then is the partition derived (a CRC per row)
             kind = classify(entity, partition=self._partition(row_key), required=self._required)
         if kind is RowKind.ORIGINAL:
             self.original_ids.append(row_key)

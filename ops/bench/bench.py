@@ -359,8 +359,6 @@ async def _steady_likes(url: str, rate: int, seconds: float, stars: int) -> dict
     """Likes at a steady ``rate`` a second (not as fast as possible): how many were answered 200."""
     import random
 
-    import aiohttp
-
     ok = failed = sent = 0
 
     async def like(session: aiohttp.ClientSession) -> None:

@@ -32,6 +32,7 @@ class HangProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="hang-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -43,11 +44,12 @@ class HangProxy:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
+            # A connection accepted just before the close is still being handed over.
+            await asyncio.sleep(0.05)
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for writer in self._writers:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for writer in list(self._writers):
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -58,10 +60,17 @@ class HangProxy:
         self._loop.close()
 
     async def _serve(self) -> None:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain callback, so the connection is on record before its task first runs: a
+        # task cancelled before it starts runs none of its body, and its socket would leak.
+        self._writers.add(writer)
+        task = self._loop.create_task(self._client(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
         if self.hang:  # accepted, and then nothing: read and drop until the client gives up
             with contextlib.suppress(ConnectionError):
                 while await reader.read(65536):

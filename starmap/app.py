@@ -16,7 +16,7 @@ from prometheus_client.core import Metric
 from .actors import Actors
 from .actors.popularity import BUCKETS as POPULARITY_BUCKETS
 from .backoff import Backoff
-from .control import ReloadWatcher
+from .control import ReloadWatcher, star_partitions
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.malformed import install as install_malformed_request_answers
@@ -31,7 +31,7 @@ from .mirror import Mirror
 from .redis import RedisLink
 from .relay import RedisRelay
 from .settings import Settings
-from .stars import Brightness
+from .stars import Brightness, StarPartitions
 from .storage import STARS, TABLES, USERS, TableStore, describe_store, open_store
 from .storage.instrumented import InstrumentedStore
 
@@ -48,6 +48,7 @@ STORAGE_STARTUP: Final = Backoff(base=0.25, cap=5.0)
 StoreFactory = Callable[[Settings], TableStore]
 # The resources only this module wires; views reach them through the actors facade.
 STORE: Final = web.AppKey("store", TableStore)
+PARTITIONS: Final = web.AppKey("star_partitions", StarPartitions)  # the store's, recorded in it
 SCHEDULER: Final = web.AppKey("scheduler", aiojobs.Scheduler)
 REDIS: Final[web.AppKey[RedisLink | None]] = web.AppKey("redis")  # None without REDIS_HOST
 MIRROR: Final = web.AppKey("mirror", Mirror)  # only with Redis
@@ -70,7 +71,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
-    """Open the table store and create missing tables; retry a slow store with warnings."""
+    """Open the table store, create missing tables and read (or record) how stars are
+    partitioned; retry a slow store with warnings."""
     settings = app[SETTINGS]
     store = app[STORE_FACTORY](settings)
     deadline = time.monotonic() + STORAGE_STARTUP_DEADLINE
@@ -79,6 +81,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 await store.ensure_tables(TABLES)
+                app[PARTITIONS] = await star_partitions(store)
                 break
             except StorageUnavailable as exc:
                 delay = next(delays)
@@ -129,6 +132,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     actors = await Actors.start(
         settings,
         store=app[STORE],
+        partitions=app[PARTITIONS],
         publisher=hub,
         scheduler=scheduler,
         views=WireViews(app[BRIGHTNESS]),

@@ -1,4 +1,11 @@
-"""Word from the command line to running replicas: "the tables changed, reload".
+"""What a table store says about itself, in its control table; word from tools to replicas.
+
+``StarmapControl/control/star-partitions`` records how many partitions the ``Stars``
+table spreads its stars over (``star_partitions``): decided once, by whichever process
+first writes stars to the store, and read by every process that opens it after.
+
+The rest of this module is word from the command line to running replicas: "the tables
+changed, reload".
 
 ``starmap import-legacy`` and ``starmap import`` write rows straight into the table
 store, past the actors that own the indexes. When they are done (and every few
@@ -19,16 +26,63 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from .errors import NotFound, StorageUnavailable
+from .errors import AlreadyExists, NotFound, StorageUnavailable
 from .layout import LAYOUT, LAYOUT_PROPERTY
-from .storage import CONTROL_TABLE, TableStore
+from .stars import BUCKETS, STAR_PARTITIONS, StarPartitions, is_star_row
+from .storage import CONTROL_TABLE, STARS, TableStore, iter_entities
 
-__all__ = ("ReloadWatcher", "request_reload")
+__all__ = ("ReloadWatcher", "request_reload", "star_partitions")
 
 log = logging.getLogger(__name__)
 
 PARTITION: Final = "control"
 RELOAD: Final = "reload"
+PARTITIONS: Final = "star-partitions"
+
+
+async def star_partitions(
+    store: TableStore, *, proposed: int = STAR_PARTITIONS, record: bool = True
+) -> StarPartitions:
+    """How the store's ``Stars`` table spreads its stars, recorded on first use.
+
+    A table that holds this service's stars and no record was written before the count
+    was recorded: its rows are at the 32 of ``bucket``, and stay there. Any other table
+    (new, or holding only the original service's rows) gets ``proposed``. Processes that
+    decide at once agree: the first record wins, the others read it. ``record=False``:
+    what would be decided, nothing written (a dry run; the tables may not exist).
+    """
+    try:
+        return _partitions((await store.get(CONTROL_TABLE, PARTITION, PARTITIONS)).entity)
+    except NotFound:
+        pass
+    count = BUCKETS if await _holds_stars(store) else proposed
+    if not record:
+        return StarPartitions(count)
+    row = {"PartitionKey": PARTITION, "RowKey": PARTITIONS, "count": count, LAYOUT_PROPERTY: LAYOUT}
+    try:
+        await store.insert(CONTROL_TABLE, row)
+    except AlreadyExists:
+        return _partitions((await store.get(CONTROL_TABLE, PARTITION, PARTITIONS)).entity)
+    log.info("%s: stars go in %d partitions (recorded in %s)", STARS, count, CONTROL_TABLE)
+    return StarPartitions(count)
+
+
+def _partitions(entity: dict[str, object]) -> StarPartitions:
+    count = entity.get("count")
+    if type(count) is not int or not 1 <= count <= 100:
+        raise ValueError(f"{CONTROL_TABLE}/{PARTITION}/{PARTITIONS}: count {count!r} is not 1-100")
+    return StarPartitions(count)
+
+
+async def _holds_stars(store: TableStore) -> bool:
+    """Whether any row of ``Stars`` is this service's (the first one found ends the scan)."""
+    try:
+        async for stored in iter_entities(store, STARS):
+            if is_star_row(stored.entity):
+                return True
+    except NotFound:  # no such table (yet)
+        pass
+    return False
 
 
 async def request_reload(store: TableStore, reason: str) -> None:

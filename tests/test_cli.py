@@ -15,7 +15,9 @@ import pytest
 from aiohttp import ClientSession
 
 from starmap import __version__
+from starmap.control import star_partitions
 from starmap.settings import load_settings
+from starmap.stars import BUCKETS, STAR_PARTITIONS, STARS, Star, StarPartitions, bucket, star_to_entity
 from starmap.storage import TableStore, open_store
 
 from .conftest import Cli, MakeProcess
@@ -210,6 +212,40 @@ async def test_export_from_sqlite_import_into_azurite_keeps_ids_and_likes(
         assert {s["id"] for s in liked} == {s["id"] for s in stars[:10]}
     finally:
         cloud.stop()
+
+
+async def test_stars_go_only_into_a_store_partitioned_as_they_were(
+    cli: Cli, tmp_path: Path, store: TableStore, backend_env: dict[str, str]
+) -> None:
+    """Rows keep their keys: an empty store takes the export's count, another one must have it."""
+    await store.insert(STARS, star_to_entity(Star("vega", 0, 0, "m", 100, 0, 3, 0, 0), bucket("vega")))
+    backup = tmp_path / "backup.jsonl"
+    assert cli("export", str(backup)).returncode == 0
+    assert json.loads(backup.read_text().splitlines()[0])["star_partitions"] == BUCKETS
+
+    def other_store() -> tuple[TableStore, str]:
+        prefix = "p" + uuid.uuid4().hex[:10]
+        return open_store(
+            load_settings({**backend_env, "STORAGE_TABLE_PREFIX": prefix}, root=tmp_path)
+        ), prefix
+
+    empty, prefix = other_store()
+    try:
+        assert cli("import", str(backup), STORAGE_TABLE_PREFIX=prefix).returncode == 0
+        assert await star_partitions(empty) == StarPartitions(BUCKETS)
+        assert (await empty.get(STARS, bucket("vega"), "vega")).entity["likes"] == 3
+    finally:
+        await empty.close()
+    newer, prefix = other_store()
+    try:
+        await newer.ensure_tables(["StarmapControl"])
+        assert await star_partitions(newer) == StarPartitions(STAR_PARTITIONS)  # a service started on it
+        refused = cli("import", str(backup), STORAGE_TABLE_PREFIX=prefix)
+        assert refused.returncode == 2
+        assert f"spread over {BUCKETS} partitions and this store's over {STAR_PARTITIONS}" in refused.stderr
+        assert await ours(newer, "Stars") == {}
+    finally:
+        await newer.close()
 
 
 async def test_import_of_a_broken_file_writes_nothing(cli: Cli, tmp_path: Path, store: TableStore) -> None:

@@ -11,13 +11,14 @@ import aiohttp
 import pytest
 
 from starmap.settings import load_settings
-from starmap.stars import STARS, bucket
+from starmap.stars import STARS
 from starmap.storage import open_store
 
 from .conftest import MakeProcess
 from .load import LikeStorm, create_star, likes_of
 from .rig import Azurite, RedisServer, StarmapProcess
 from .sse_client import open_stream
+from .tables import star_key
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,9 @@ async def test_a_storage_outage_under_a_like_storm(tmp_path: Path) -> None:
         # service's memory: what was acknowledged is in the table.
         store = open_store(load_settings({"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}))
         try:
-            stored = {star: (await store.get(STARS, bucket(star), star)).entity["likes"] for star in stars}
+            stored = {
+                star: (await store.get(STARS, *await star_key(store, star))).entity["likes"] for star in stars
+            }
         finally:
             await store.close()
         assert stored == served

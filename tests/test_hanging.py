@@ -13,12 +13,13 @@ import aiohttp
 import pytest
 
 from starmap.settings import load_settings
-from starmap.stars import STARS, bucket
+from starmap.stars import STARS
 from starmap.storage import open_store
 
 from .hangproxy import HangProxy
 from .load import LikeStorm, create_star
 from .rig import Azurite, RedisServer, StarmapProcess
+from .tables import star_key
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,9 @@ async def test_a_hanging_store_is_a_bounded_503_and_heals_without_a_restart(
         proc.stop()
         store = open_store(load_settings({"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}))
         try:  # read from Azurite directly, by another process than the service
-            stored = {s: (await store.get(STARS, bucket(s), s)).entity["likes"] for s in ("a", "b")}
+            stored = {
+                s: (await store.get(STARS, *await star_key(store, s))).entity["likes"] for s in ("a", "b")
+            }
         finally:
             await store.close()
         for star, count in stored.items():

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.app import STORE
+from starmap.app import PARTITIONS, STORE
 from starmap.idempotency import IDS, RECORDS, Intent, Recorded, fingerprint, parse_key, record_op, sweep
 from starmap.stars import STARS, bucket
 from starmap.storage import USERS, TableStore, iter_entities
@@ -280,7 +280,7 @@ async def test_sweep_deletes_only_expired_records_of_every_partition(store: Tabl
     for i in range(30):
         intent = Intent("like", key(), "f", ttl=-1 if i % 3 else 60)
         star = f"s{i}"
-        await store.batch(STARS, [record_op(bucket(star), star, intent, Recorded(200, b"{}"), now)])
+        await store.batch(STARS, [record_op("p", star, intent, Recorded(200, b"{}"), now)])
     assert await sweep(store, STARS, now) == 20
     left = [r.entity async for r in iter_entities(store, STARS, rows=RECORDS)]
     assert len(left) == 10 and all(float(e["expires"]) > now for e in left)
@@ -434,7 +434,7 @@ async def test_records_live_beside_their_writes(client: Client) -> None:
     ).json()
     store: TableStore = client.app[STORE]
     [like_record] = [r async for r in iter_entities(store, STARS, rows=RECORDS)]
-    assert like_record.partition_key == bucket("s")
+    assert like_record.partition_key == client.app[PARTITIONS].of("s")  # the star's
     [user_record] = [r async for r in iter_entities(store, USERS, rows=RECORDS)]
     assert user_record.partition_key == bucket(user["id"])
 

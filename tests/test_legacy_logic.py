@@ -177,7 +177,7 @@ def test_usernames_that_break_the_rules_are_skipped_or_repaired() -> None:
 
 
 def test_layouts_are_told_apart() -> None:
-    ours = star_to_entity(Star("s1", 0, 0, "m", 100, 0, 0, 0, 0))
+    ours = star_to_entity(Star("s1", 0, 0, "m", 100, 0, 0, 0, 0), bucket("s1"))
     assert ours["layout"] == LAYOUT
     assert classify(ours, partition=bucket("s1"), required=("x",)) is RowKind.CURRENT
     before_the_marker = {k: v for k, v in ours.items() if k != "layout"}

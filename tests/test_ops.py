@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from starmap.app import STORE, create_app
+from starmap.app import PARTITIONS, STORE, create_app
 from starmap.http.openapi import build, doc
 from starmap.keys import HUB
 from starmap.logs import RequestIdFilter, escape_controls
 from starmap.metrics import Metrics
-from starmap.stars import STARS, bucket
+from starmap.stars import STARS
 from starmap.storage import iter_entities
 from starmap.users import USER_STARS
 
@@ -94,7 +94,7 @@ async def test_a_slow_clear_does_not_hold_creates_and_reads_back(
     client = await aiohttp_client(create_app(make_settings(ADMIN_API_KEY=KEY), store_factory=factory))
     ids = [f"a{i:03d}" for i in range(120)]
     await asyncio.gather(*(make_star(client, sid) for sid in ids))
-    partitions = {bucket(sid) for sid in ids}
+    partitions = {client.app[PARTITIONS].of(sid) for sid in ids}
     faulty[0].slow[("batch", STARS)] = 0.1  # each partition's delete batch: the clear takes seconds
     with caplog.at_level(logging.INFO):
         clearing = asyncio.ensure_future(client.delete("/admin/stars", headers={"X-API-Key": KEY}))

@@ -213,7 +213,7 @@ def seed_sky(env: dict[str, str], root: Path, count: int) -> None:
             for i in range(count)
         ]  # fmt: skip
         for chunk in partition_chunks(stars, lambda star: bucket(star.id)):
-            await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in chunk])
+            await store.batch(STARS, [Op("insert", star_to_entity(s, bucket(s.id))) for s in chunk])
         await store.close()
 
     asyncio.run(write())

@@ -9,7 +9,16 @@ from starmap.http.body import structure
 from starmap.http.schemas import StarIn, converter
 from starmap.index import StarIndex, decode_cursor, encode_cursor
 from starmap.ratelimit import gcra
-from starmap.stars import BBox, Brightness, Star, bucket, star_from_entity, star_to_entity
+from starmap.stars import (
+    BUCKETS,
+    BBox,
+    Brightness,
+    Star,
+    StarPartitions,
+    bucket,
+    star_from_entity,
+    star_to_entity,
+)
 
 MODEL = Brightness(half_life=3600.0, boost=20.0, floor=20.0)
 
@@ -112,8 +121,20 @@ def test_entities_round_trip_and_spread_over_buckets() -> None:
     assert star_from_entity(star_to_entity(s)) == s
     # Every field its own value: a field read into another's place cannot go unnoticed.
     distinct = Star("id", 0.1, 0.2, "m", 30.0, 40.0, 5, 60.0, 70.0, "u", ("b",))
-    assert star_from_entity(star_to_entity(distinct)) == distinct
+    assert star_from_entity(star_to_entity(distinct, "b01")) == distinct
+    assert star_to_entity(distinct, "b01")["PartitionKey"] == "b01"
+    assert "PartitionKey" not in star_to_entity(distinct)  # a mirror's or an event's copy
     assert len({bucket(f"id{i}") for i in range(1000)}) == 32
+
+
+def test_a_table_spreads_its_stars_over_its_own_count_of_partitions() -> None:
+    ids = [f"id{i}" for i in range(1000)]
+    assert {StarPartitions(8).of(i) for i in ids} == {f"b{n:02d}" for n in range(8)}
+    # 32 is the layout of the tables from before the count was recorded: the same keys.
+    assert [StarPartitions(BUCKETS).of(i) for i in ids] == [bucket(i) for i in ids]
+    for count in (0, 101):
+        with pytest.raises(ValueError, match="count"):
+            StarPartitions(count)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from starmap.users import USER_STARS, USERS, User, user_to_entity
 
 from .conftest import MakeClient, MakeSettings
 from .faults import faulty_factory
+from .tables import star_key
 
 Client = TestClient[web.Request, web.Application]
 MANY_LIKES = {"API_RATE_LIMIT_TIMES": "100000"}
@@ -174,7 +175,7 @@ async def test_200_concurrent_likes_are_all_counted(make_client: MakeClient) -> 
     assert max(likes) == 200
     star = await (await client.get("/stars/vega")).json()
     assert star["likes"] == 200
-    stored = await client.app[STORE].get(STARS, *_key("vega"))
+    stored = await client.app[STORE].get(STARS, *await star_key(client.app[STORE], "vega"))
     assert stored.entity["likes"] == 200
     updates = [e for e in client.app[HUB].recent if e.type == "update"]
     assert 1 <= len(updates) < 200  # conflated: one per flush, not one per like
@@ -313,7 +314,9 @@ async def test_a_storage_failure_fails_the_whole_batch_and_changes_nothing(
     assert all(a.content_type == "application/problem+json" for a in answers)
     assert faulty[0].refused >= 1
     assert (await (await client.get("/stars/antares")).json())["likes"] == 1
-    assert (await faulty[0].inner.get(STARS, *_key("antares"))).entity["likes"] == 1
+    assert (await faulty[0].inner.get(STARS, *await star_key(faulty[0].inner, "antares"))).entity[
+        "likes"
+    ] == 1
     assert len(client.app[HUB].recent) == events_before  # no event for what did not happen
 
     faulty[0].down.clear()
@@ -359,12 +362,6 @@ async def test_active_and_popular(make_client: MakeClient) -> None:
     assert last_update.data["id"] == "warm"
 
 
-def _key(star_id: str) -> tuple[str, str]:
-    from starmap.stars import bucket
-
-    return bucket(star_id), star_id
-
-
 async def test_a_write_whose_answer_was_lost_is_not_counted_twice(
     aiohttp_client: Callable[..., Awaitable[Client]], make_settings: MakeSettings
 ) -> None:
@@ -376,7 +373,9 @@ async def test_a_write_whose_answer_was_lost_is_not_counted_twice(
     assert answer.status == 200
     assert stores[0].refused == 1
     assert (await answer.json())["likes"] == 1
-    assert (await stores[0].inner.get(STARS, *_key("capella"))).entity["likes"] == 1
+    assert (await stores[0].inner.get(STARS, *await star_key(stores[0].inner, "capella"))).entity[
+        "likes"
+    ] == 1
     assert (await (await client.post("/stars/capella/like", json={})).json())["likes"] == 2
 
 
@@ -389,7 +388,7 @@ async def test_two_replicas_liking_one_star_lose_nothing(make_client: MakeClient
         *(client.post("/stars/castor/like", json={}) for _ in range(60) for client in (a, b))
     )
     assert [r.status for r in answers] == [200] * 120
-    stored = await a.app[STORE].get(STARS, *_key("castor"))
+    stored = await a.app[STORE].get(STARS, *await star_key(a.app[STORE], "castor"))
     assert stored.entity["likes"] == 120
 
 

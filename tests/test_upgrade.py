@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from starmap.stars import BUCKETS, Star, bucket, star_to_entity
+from starmap.control import star_partitions
+from starmap.stars import STAR_PARTITIONS, Star, bucket, star_to_entity
 from starmap.storage import DATA_TABLES, TableStore, iter_entities
 from starmap.storage.azure import AzureTableStore
 from starmap.users import User, user_to_entity
@@ -140,7 +141,7 @@ async def test_placeholder_emails_import_every_user_and_keep_the_original_addres
 
 async def any_imported(store: TableStore, probe: int) -> bool:
     """Cheap, so it can poll fast: has any row landed in one of the target partitions?"""
-    return bool((await store.query("Stars", f"b{probe % BUCKETS:02d}", limit=1)).items)
+    return bool((await store.query("Stars", f"b{probe % STAR_PARTITIONS:02d}", limit=1)).items)
 
 
 async def test_kill_9_mid_import_then_a_second_run_completes_it_exactly(
@@ -204,7 +205,8 @@ async def test_delete_source_removes_only_rows_verified_imported(store: TableSto
     assert done.returncode == 0, done.stdout + done.stderr
     assert "source rows deleted 46, kept 0" in done.stdout
     assert "source rows deleted 3, kept 0" in done.stdout
-    left = {s.row_key async for s in iter_entities(store, "Stars") if s.partition_key != bucket(s.row_key)}
+    partition = (await star_partitions(store)).of
+    left = {s.row_key async for s in iter_entities(store, "Stars") if s.partition_key != partition(s.row_key)}
     assert left == set(original.skipped_stars)  # the twin's losing row among them
     users_left = {s.row_key async for s in iter_entities(store, "Users") if s.partition_key == "USER"}
     assert users_left == set(original.skipped_users)
@@ -216,8 +218,14 @@ async def test_rows_at_our_keys_that_cannot_be_read_are_404_never_500(
     store: TableStore, make_client: MakeClient
 ) -> None:
     """A later version's row, and one of ours edited by hand past reading: counted, never half-read."""
-    newer = {**star_to_entity(Star("from-the-future", 0, 0, "m", 100, 0, 0, 0, 0)), "layout": 2}
-    broken = {**star_to_entity(Star("hand-edited", 0, 0, "m", 100, 0, 0, 0, 0)), "x": "left"}
+    newer = {
+        **star_to_entity(Star("from-the-future", 0, 0, "m", 100, 0, 0, 0, 0), bucket("from-the-future")),
+        "layout": 2,
+    }
+    broken = {
+        **star_to_entity(Star("hand-edited", 0, 0, "m", 100, 0, 0, 0, 0), bucket("hand-edited")),
+        "x": "left",
+    }
     user = {**user_to_entity(User("later-user", "Name", "later@example.org", 0)), "layout": 2}
     await write_rows(store, "Stars", [newer, broken])
     await write_rows(store, "Users", [user])

@@ -33,8 +33,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from starmap.control import star_partitions  # noqa: E402
 from starmap.settings import load_settings  # noqa: E402
-from starmap.stars import STARS, Star, bucket, star_to_entity  # noqa: E402
+from starmap.stars import STAR_PARTITIONS, STARS, Star, star_to_entity  # noqa: E402
 from starmap.storage import TABLES, Op, open_store, partition_chunks  # noqa: E402
 from tests.rig import Azurite, RedisServer, StarmapProcess, free_port, wait_for_port  # noqa: E402
 
@@ -82,6 +83,11 @@ def bare_server() -> Iterator[str]:
         proc.wait()
 
 
+# Star partitions of the tables the bench seeds (--star-partitions): 32 is what a table from
+# before the count was recorded keeps.
+SEED_PARTITIONS = STAR_PARTITIONS
+
+
 def seed(env: dict[str, str], count: int) -> list[str]:
     """Write ``count`` stars straight into the store (100 per batch), as a long-lived map would have."""
     settings = load_settings(env, root=ROOT)
@@ -89,14 +95,15 @@ def seed(env: dict[str, str], count: int) -> list[str]:
     async def write() -> list[str]:
         store = open_store(settings)
         await store.ensure_tables(TABLES)
+        partition = (await star_partitions(store, proposed=SEED_PARTITIONS)).of
         now = time.time()
         stars = (
             Star(f"s{i}", ((i * 7919) % 2000) / 1000 - 1, ((i * 104729) % 2000) / 1000 - 1,
                  f"star number {i}", 100.0, now, 0, now + i * 1e-6, now)
             for i in range(1, count + 1)
         )  # fmt: skip
-        for chunk in partition_chunks(stars, lambda star: bucket(star.id)):  # a batch per partition chunk
-            await store.batch(STARS, [Op("insert", star_to_entity(s)) for s in chunk])
+        for chunk in partition_chunks(stars, lambda star: partition(star.id)):  # a batch per partition chunk
+            await store.batch(STARS, [Op("insert", star_to_entity(s, partition(s.id))) for s in chunk])
         await store.close()
         return [f"s{i}" for i in range(1, count + 1)]
 
@@ -648,12 +655,21 @@ def main() -> None:
     parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
     parser.add_argument("--sse", default="1000,5000,10000", help="subscriber counts for the memory scenario")
     parser.add_argument("--runs", type=int, default=1, help="get: ours and bare alternated this many times")
+    parser.add_argument(
+        "--star-partitions",
+        type=int,
+        default=STAR_PARTITIONS,
+        help="star partitions of the seeded tables (32: as a table from before the count was recorded)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    global SEED_PARTITIONS
+    SEED_PARTITIONS = args.star_partitions
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     wanted = set(args.only.split(","))
     report: dict[str, Any] = {"mode": args.mode, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                              "star_partitions": args.star_partitions,
                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="starmap-bench-") as tmp:
         mode = Mode(args.mode, Path(tmp))

@@ -21,7 +21,7 @@ from ..mirror import Mirror
 from ..redis import REDIS_ERRORS, RedisLink
 from ..relay import RedisRelay
 from ..settings import Settings
-from ..stars import Brightness, star_from_entity
+from ..stars import Brightness, StarPartitions, star_from_entity
 from ..storage import TABLES, TableStore, describe_store
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
@@ -81,6 +81,7 @@ class Actors:
         settings: Settings,
         *,
         store: TableStore,
+        partitions: StarPartitions,
         publisher: Publisher,
         scheduler: aiojobs.Scheduler,
         views: Views,
@@ -122,6 +123,7 @@ class Actors:
         star_registry = registry.StarRegistry(
             registry.KEY,
             store=store,
+            partitions=partitions,
             publisher=publisher,
             brightness=model,
             views=views,
@@ -137,6 +139,7 @@ class Actors:
             lambda key: likes.LikeCounter(
                 key,
                 store=store,
+                partition=partitions.of(key),
                 publisher=publisher,
                 brightness=model,
                 views=views,

@@ -32,7 +32,7 @@ from ..errors import (
 from ..events import Publisher
 from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
-from ..stars import STARS, Brightness, Star, bucket, star_to_entity, stored_star
+from ..stars import STARS, Brightness, Star, star_to_entity, stored_star
 from ..storage import MAX_BATCH, Op, TableStore
 from .messages import CheckUser, Like, Relate, StarChanged
 from .runtime import Actor, ActorRef, each_outcome
@@ -82,6 +82,7 @@ class LikeCounter(Actor):
         key: str,
         *,
         store: TableStore,
+        partition: str,
         publisher: Publisher,
         brightness: Brightness,
         views: Views,
@@ -96,6 +97,7 @@ class LikeCounter(Actor):
         super().__init__(key)
         self.mirror = mirror
         self.store = store
+        self.partition = partition  # of the star's row (and its like records) in the table
         self.publisher = publisher
         self.brightness = brightness
         self.views = views
@@ -116,7 +118,7 @@ class LikeCounter(Actor):
 
     async def _reload(self) -> None:
         try:
-            stored = await self.store.get(STARS, bucket(self.key), self.key)
+            stored = await self.store.get(STARS, self.partition, self.key)
         except NotFound:
             raise NotFound(f"no star {self.key!r}") from None
         star = stored_star(stored.entity)
@@ -173,7 +175,7 @@ class LikeCounter(Actor):
 
     async def _recorded(self, intent: Intent) -> Recorded | None:
         """The recorded answer to a like with this key, if it was committed before."""
-        return await find_recorded(self.store, STARS, bucket(self.key), self.key, intent, self.clock())
+        return await find_recorded(self.store, STARS, self.partition, self.key, intent, self.clock())
 
     async def _settled(self, like: Like, i: int, results: list[Any]) -> bool:
         """Whether a keyed like has its answer now (recorded elsewhere); it goes in ``results``."""
@@ -250,10 +252,14 @@ class LikeCounter(Actor):
     async def _write(self, new: Star, intents: list[Intent]) -> str:
         """The star's new state, with the records of its keyed likes; the star's new ETag."""
         if not intents:
-            return await self.store.update(STARS, star_to_entity(new), self.etag)
+            return await self.store.update(STARS, star_to_entity(new, self.partition), self.etag)
         answer = self.views.liked(new)
-        records = [record_op(bucket(self.key), self.key, i, answer, new.last_liked) for i in intents]
-        etag = (await self.store.batch(STARS, [Op("update", star_to_entity(new), self.etag), *records]))[0]
+        records = [record_op(self.partition, self.key, i, answer, new.last_liked) for i in intents]
+        etag = (
+            await self.store.batch(
+                STARS, [Op("update", star_to_entity(new, self.partition), self.etag), *records]
+            )
+        )[0]
         assert etag is not None
         return etag
 

@@ -21,7 +21,7 @@ from ..stars import (
     STARS,
     Brightness,
     Star,
-    bucket,
+    StarPartitions,
     is_star_row,
     star_census,
     star_to_entity,
@@ -70,6 +70,7 @@ class StarRegistry(Actor):
         key: str,
         *,
         store: TableStore,
+        partitions: StarPartitions,
         publisher: Publisher,
         brightness: Brightness,
         views: Views,
@@ -81,6 +82,7 @@ class StarRegistry(Actor):
         super().__init__(key)
         self.mirror = mirror
         self.store = store
+        self.partitions = partitions
         self.publisher = publisher
         self.views = views
         self.users = users  # the user registry: it owns users and their relations
@@ -157,7 +159,7 @@ class StarRegistry(Actor):
                 self._forget_all(ids)
                 return None
             case ReadStored(star_id):
-                return (await self.store.get(STARS, bucket(star_id), star_id)).entity
+                return (await self.store.get(STARS, self.partitions.of(star_id), star_id)).entity
         return await super().receive(message)
 
     async def _find(self, star_id: str) -> Star:
@@ -165,7 +167,7 @@ class StarRegistry(Actor):
         if star is not None:
             return star
         try:  # a star this index has not seen yet (another replica's): one point read
-            found = stored_star((await self.store.get(STARS, bucket(star_id), star_id)).entity)
+            found = stored_star((await self.store.get(STARS, self.partitions.of(star_id), star_id)).entity)
         except NotFound:
             found = None
         if found is None:  # nothing there, or a row this service cannot read
@@ -197,7 +199,9 @@ class StarRegistry(Actor):
     async def _recorded(self, cmd: CreateStar, star_id: str) -> Recorded | None:
         if cmd.intent is None:
             return None
-        return await find_recorded(self.store, STARS, bucket(star_id), star_id, cmd.intent, self.clock())
+        return await find_recorded(
+            self.store, STARS, self.partitions.of(star_id), star_id, cmd.intent, self.clock()
+        )
 
     async def _write(self, cmd: CreateStar, star_id: str) -> Star | Recorded:
         """The durable part of a create: the user checked, the star and its owner's record written.
@@ -227,9 +231,13 @@ class StarRegistry(Actor):
         )
         record = None
         if cmd.intent is not None:
-            record = record_op(bucket(star_id), star_id, cmd.intent, self.views.star_created(star), now)
+            record = record_op(
+                self.partitions.of(star_id), star_id, cmd.intent, self.views.star_created(star), now
+            )
         try:
-            await insert_recorded(self.store, STARS, star_to_entity(star), record)
+            await insert_recorded(
+                self.store, STARS, star_to_entity(star, self.partitions.of(star_id)), record
+            )
         except AlreadyExists:
             if (replay := await self._recorded(cmd, star_id)) is not None:
                 return replay  # the same key, answered on another replica meanwhile
@@ -240,7 +248,9 @@ class StarRegistry(Actor):
             except BaseException:
                 # No star without its owner's record: undo the insert (and its key), answer the error.
                 written = [star_id] if record is None else [star_id, str(record.entity["RowKey"])]
-                await self.store.batch(STARS, [Op.delete(bucket(star_id), row) for row in written])
+                await self.store.batch(
+                    STARS, [Op.delete(self.partitions.of(star_id), row) for row in written]
+                )
                 raise
         return star
 
@@ -253,7 +263,7 @@ class StarRegistry(Actor):
 
     async def _delete(self, star_id: str) -> str:
         star = await self._find(star_id)  # 404 unless here or another replica made it
-        await self.store.delete(STARS, bucket(star_id), star_id)
+        await self.store.delete(STARS, self.partitions.of(star_id), star_id)
         self.index.remove(star_id)
         self.on_delete(star_id)
         if self.mirror is not None:

@@ -138,7 +138,7 @@ def import_file(args: argparse.Namespace) -> int:
     settings = with_logging()
     try:
         with _open(args.file, "r") as handle:
-            rows = list(read_export(handle))
+            export = read_export(handle)
     except (OSError, BadExport, UnicodeDecodeError) as exc:
         print(f"starmap import: {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -146,11 +146,16 @@ def import_file(args: argparse.Namespace) -> int:
     async def work() -> Any:
         store = open_store(settings)
         try:
-            return await import_tables(store, rows, replace=args.replace)
+            return await import_tables(store, export, replace=args.replace)
         finally:
             await store.close()
 
-    for table in run(work()):
+    try:
+        reports = run(work())
+    except BadExport as exc:
+        print(f"starmap import: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    for table in reports:
         written = f"written {table.imported}, already there {table.already}"
         print(f"{table.table}: {table.found} rows in the file; {written}")
     return 0

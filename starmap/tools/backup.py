@@ -1,6 +1,8 @@
 """``starmap export`` / ``starmap import``: every data table as JSON lines.
 
-The file: a header line ``{"starmap_export": 1, "version", "exported_at", "tables"}``,
+The file: a header line ``{"starmap_export": 1, "version", "exported_at", "tables",
+"star_partitions"}`` (the last: how the exported ``Stars`` rows are partitioned; 32 when
+absent, as in exports made before tables recorded it),
 then one line per row, ``{"table": …, "entity": {"PartitionKey", "RowKey", …}}``,
 every property as stored (ids, likes, batch ids and rows of other layouts included).
 JSON has no NaN or infinity: such a Double is written as ``{"$double": "NaN"}``. Types the
@@ -10,7 +12,9 @@ them) are written as text, and the export says how many.
 An import checks the whole file before it writes anything, then inserts row by row
 in atomic batches of one partition; a row whose key is already there is left as it is
 (``replace`` overwrites it instead), so importing a file twice changes nothing. Running
-replicas are asked to reload when it is done.
+replicas are asked to reload when it is done. Rows keep their keys, so the stars of an
+export go only into a store partitioned as they are: an empty one takes on the export's
+count, any other must have it already.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ import attrs
 
 from .. import __version__
 from ..backoff import retry
-from ..control import request_reload
+from ..control import request_reload, star_partitions
 from ..errors import AlreadyExists
 from ..progress import Progress
+from ..stars import BUCKETS, STARS
 from ..storage import DATA_TABLES, TABLES, Op, TableStore, iter_entities, partition_chunks
 from ..storage.base import check_entity
 from .legacy_import import TableReport
 
-__all__ = ("BadExport", "export_tables", "import_tables", "read_export")
+__all__ = ("BadExport", "Export", "export_tables", "import_tables", "read_export")
 
 log = logging.getLogger("starmap.backup")
 
@@ -70,6 +75,7 @@ async def export_tables(store: TableStore, out: IO[str]) -> dict[str, int]:
         "version": __version__,
         "exported_at": time.time(),
         "tables": list(DATA_TABLES),
+        "star_partitions": (await star_partitions(store, record=False)).count,
     }
     out.write(json.dumps(header) + "\n")
     counts: dict[str, int] = {}
@@ -96,8 +102,20 @@ class _Row:
     entity: dict[str, Any]
 
 
-def read_export(lines: Iterator[str]) -> Iterator[_Row]:
-    """The rows of an export, each checked; ``BadExport`` naming the first bad line."""
+@attrs.frozen
+class Export:
+    star_partitions: int
+    rows: list[_Row]
+
+
+def read_export(lines: Iterator[str]) -> Export:
+    """An export's rows, each checked; ``BadExport`` naming the first bad line."""
+    partitions: list[int] = []
+    rows = list(_read_rows(lines, partitions))
+    return Export(partitions[0], rows)
+
+
+def _read_rows(lines: Iterator[str], partitions: list[int]) -> Iterator[_Row]:
     number = 0
     seen: set[tuple[str, str, str]] = set()
     for number, line in enumerate(lines, 1):
@@ -108,6 +126,10 @@ def read_export(lines: Iterator[str]) -> Iterator[_Row]:
         if number == 1:
             if not isinstance(record, dict) or record.get("starmap_export") != FORMAT:
                 raise BadExport(f"line 1: not a Star Map export of format {FORMAT} (see `starmap export`)")
+            count = record.get("star_partitions", BUCKETS)
+            if type(count) is not int or not 1 <= count <= 100:
+                raise BadExport(f"line 1: 'star_partitions' must be a whole number 1-100, not {count!r}")
+            partitions.append(count)
             continue
         if not isinstance(record, dict) or record.get("table") not in DATA_TABLES:
             raise BadExport(
@@ -130,9 +152,20 @@ def read_export(lines: Iterator[str]) -> Iterator[_Row]:
         raise BadExport("the file is empty")
 
 
-async def import_tables(store: TableStore, rows: list[_Row], *, replace: bool = False) -> list[TableReport]:
-    """Write checked rows: inserts in batches per partition (or upserts with ``replace``)."""
+async def import_tables(store: TableStore, export: Export, *, replace: bool = False) -> list[TableReport]:
+    """Write checked rows: inserts in batches per partition (or upserts with ``replace``).
+
+    ``BadExport``, and nothing written, when the store's stars are partitioned otherwise.
+    """
+    rows = export.rows
     await retry(lambda: store.ensure_tables(TABLES))
+    target = await retry(lambda: star_partitions(store, proposed=export.star_partitions))
+    if target.count != export.star_partitions and any(row.table == STARS for row in rows):
+        raise BadExport(
+            f"the exported stars are spread over {export.star_partitions} partitions and this "
+            f"store's over {target.count}: import into an empty store (another DATA_DIR or "
+            "STORAGE_TABLE_PREFIX)"
+        )
     reports = {table: TableReport(table) for table in DATA_TABLES}
     for row in rows:
         reports[row.table].found += 1

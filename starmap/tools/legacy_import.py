@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ..backoff import retry
-from ..control import request_reload
+from ..control import request_reload, star_partitions
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavailable
 from ..layout import RowKind, classify
 from ..legacy import Converted, Options, choose_stars, choose_users, convert_star, convert_user, legacy_email
 from ..progress import Progress
-from ..stars import STAR_FIELDS, STARS, Star, bucket, star_to_entity
+from ..stars import BUCKETS, STAR_FIELDS, STARS, Star, StarPartitions, bucket, star_to_entity
 from ..storage import TABLES, Op, Stored, TableStore, iter_entities, partition_chunks
 from ..users import (
     EMAILS,
@@ -60,17 +60,18 @@ async def _all(store: TableStore, table: str) -> list[Stored]:
     return [row async for row in iter_entities(store, table)]
 
 
-def _own_key(row: Stored) -> bool:
-    """A row at the key this service would give its id (whatever its layout)."""
-    return row.partition_key == bucket(row.row_key)
-
-
 class _Run:
     def __init__(self, source: TableStore, target: TableStore, options: Options, *, same: bool) -> None:
         self.source, self.target, self.options, self.same = source, target, options, same
         self.progress: Progress | None = None
         self.reloaded = time.monotonic()
         self.parallel = asyncio.Semaphore(PARALLEL)
+        self.partitions = StarPartitions(BUCKETS)  # the target's, set before planning
+
+    def own_key(self, table: str, row: Stored) -> bool:
+        """A row at the key the target gives its id (whatever its layout)."""
+        partition = self.partitions.of(row.row_key) if table == STARS else bucket(row.row_key)
+        return row.partition_key == partition
 
     async def maybe_reload(self, *, force: bool = False) -> None:
         """Running replicas reload now and then while rows arrive, and once at the end."""
@@ -97,10 +98,10 @@ class _Run:
             kind = classify(row.entity, partition=bucket(row.row_key), required=required)
             if kind is RowKind.ORIGINAL:
                 original.append(row)
-            elif kind is RowKind.NEWER and not _own_key(row):
+            elif kind is RowKind.NEWER and not self.own_key(table, row):
                 newer.append(row)
         target_rows = source_rows if self.same else await _rows(self.target, table)
-        return original, newer, [r for r in target_rows if _own_key(r)]
+        return original, newer, [r for r in target_rows if self.own_key(table, r)]
 
     async def plan_stars(self) -> tuple[TableReport, list[Converted[Star]], list[Stored], dict[str, Stored]]:
         original, newer, present = await self.read(STARS, STAR_FIELDS)
@@ -135,21 +136,22 @@ class _Run:
     # -- writing ----------------------------------------------------------------------
 
     async def write_stars(self, report: TableReport, todo: list[Star]) -> None:
-        chunks = partition_chunks(todo, lambda star: bucket(star.id))
+        chunks = partition_chunks(todo, lambda star: self.partitions.of(star.id))
         await asyncio.gather(*(self.write_star_chunk(report, chunk) for chunk in chunks))
+
+    def row(self, star: Star) -> dict[str, Any]:
+        return star_to_entity(star, self.partitions.of(star.id))
 
     async def write_star_chunk(self, report: TableReport, chunk: list[Star]) -> None:
         async with self.parallel:
             try:
-                await retry(
-                    lambda: self.target.batch(STARS, [Op("insert", star_to_entity(s)) for s in chunk])
-                )
+                await retry(lambda: self.target.batch(STARS, [Op("insert", self.row(s)) for s in chunk]))
                 report.imported += len(chunk)
             except AlreadyExists:  # some of them are there (a run that was cut short): one at a time
                 for star in chunk:
-                    await self.insert_one(report, STARS, star.id, star_to_entity(star))
+                    await self.insert_one(report, STARS, star.id, self.row(star))
             except StorageUnavailable as exc:
-                report.failed.extend((bucket(s.id), s.id, f"not written: {exc}") for s in chunk)
+                report.failed.extend((self.partitions.of(s.id), s.id, f"not written: {exc}") for s in chunk)
             self.advance(len(chunk))
             await self.maybe_reload()
 
@@ -196,7 +198,7 @@ class _Run:
         matches: Callable[[Any, Mapping[str, Any]], bool],
     ) -> None:  # fmt: skip
         """Delete each source row whose import reads back from the target as it was written."""
-        present = {r.row_key: r.entity for r in await _rows(self.target, table) if _own_key(r)}
+        present = {r.row_key: r.entity for r in await _rows(self.target, table) if self.own_key(table, r)}
         verified: list[Stored] = []
         for item, source in zip(chosen, sources, strict=True):
             if item.value is None:
@@ -267,6 +269,9 @@ async def import_legacy(
 ) -> ImportReport:
     """Plan, then (unless ``dry_run``) write, ask running replicas to reload, and delete verified sources."""
     run = _Run(source, target, options, same=same_store)
+    if not dry_run:
+        await retry(lambda: target.ensure_tables(TABLES))
+    run.partitions = await retry(lambda: star_partitions(target, record=not dry_run))
     stars, star_items, star_sources, stars_present = await run.plan_stars()
     users, user_items, user_sources, users_present = await run.plan_users()
     relations = await run.relations_report()
@@ -276,7 +281,6 @@ async def import_legacy(
     if dry_run:
         stars.imported, users.imported = len(star_todo), len(user_todo)  # what it would import
         return report
-    await retry(lambda: target.ensure_tables(TABLES))
     sources = {id(item): row for item, row in zip(user_items, user_sources, strict=True)}
     total = len(star_todo) + len(user_todo)
     with Progress("import-legacy", total, log=log) as run.progress:

@@ -171,3 +171,32 @@ async def test_writes_sent_each_on_its_own_are_out_together() -> None:
     assert recorder.sent == [["p/r0"], ["p/r1"], ["p/r2"]]  # all three out before any answer
     recorder.gate.set()
     assert await asyncio.gather(*writes) == [[f"etag:p/r{i}"] for i in range(3)]
+
+
+async def test_a_partition_is_flushed_at_most_once_per_spacing_and_an_idle_one_at_once() -> None:
+    recorder = Recorder()
+    times: list[float] = []
+    clock = asyncio.get_running_loop().time
+
+    async def send(table: str, ops: Sequence[Op]) -> list[str | None]:
+        times.append(clock())
+        return await recorder.send(table, ops)
+
+    writer = PartitionWriter(send, writers=8, timeout=5, spacing=0.2)
+    started = clock()
+    await writer.write("T", [op("a", "0")])
+    assert times[0] - started < 0.05  # an idle partition's write goes at once
+    # Arriving one by one within the spacing: they gather, and go as one transaction after it.
+    later = []
+    for i in range(1, 4):
+        later.append(asyncio.ensure_future(writer.write("T", [op("a", str(i))])))
+        await asyncio.sleep(0.02)
+    other = await writer.write("T", [op("b", "0")])  # another partition is not held by a's spacing
+    assert other == ["etag:b/0"] and clock() - started < 0.15
+    await asyncio.gather(*later)
+    assert recorder.sent == [["a/0"], ["b/0"], ["a/1", "a/2", "a/3"]]
+    assert times[2] - times[0] >= 0.2
+    await asyncio.sleep(0.25)  # idle again for a whole spacing: the next write goes at once
+    before = clock()
+    await writer.write("T", [op("a", "4")])
+    assert times[-1] - before < 0.05

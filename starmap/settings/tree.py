@@ -110,6 +110,9 @@ class StorageSettings:
     # Azurite resets connections past ~300 requests in flight; Azure throttles too.
     max_concurrency: PositiveInt = env("STORAGE_MAX_CONCURRENCY", 32)
     timeout: PositiveFloat = env("STORAGE_TIMEOUT", 10.0)
+    # Azure: a partition's writes go out at most once per this many seconds, and what arrives
+    # meanwhile shares one transaction (an idle partition's write goes at once; 0: never held).
+    partition_write_interval: NonNegativeFloat = env("STORAGE_PARTITION_WRITE_INTERVAL", 0.1)
     # How often a replica looks for a reload asked by `starmap import-legacy` or `import`.
     reload_poll: PositiveFloat = env("STORAGE_RELOAD_POLL_SECONDS", 5.0)
 

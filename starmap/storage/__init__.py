@@ -60,7 +60,11 @@ def open_store(settings: Settings) -> TableStore:
     if storage.uses_azure:
         from .azure import AzureTableStore
 
-        tuning = {"max_concurrency": storage.max_concurrency, "timeout": storage.timeout}
+        tuning = {
+            "max_concurrency": storage.max_concurrency,
+            "timeout": storage.timeout,
+            "write_interval": storage.partition_write_interval,
+        }
         if storage.connection_string:
             return AzureTableStore.from_connection_string(storage.connection_string, **common, **tuning)
         assert storage.account_url is not None  # settings refuse managed identity without it

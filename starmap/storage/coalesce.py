@@ -9,9 +9,14 @@ twice). While it writes, the next groups for that partition gather.
 What was gathered goes as one transaction when it holds at least ``min_transaction``
 operations, else each group as its own request, all at once: the SDK spends several
 single writes' CPU on a transaction's multipart body (measured: a 2-operation
-transaction costs 4.5 single writes, 8 operations break even), so small merges would
-cost the replica more than they save the store. When the store falls behind, queues
-grow past that and a round trip carries many callers' writes.
+transaction costs 2.4 single writes, 3 break even), so small merges would cost the
+replica more than they save the store.
+
+A replica's writes reach the store faster than a partition's queue grows (when its CPU,
+not the store, is what is busy), so gathering needs time: with ``spacing``, a partition
+is flushed at most once per ``spacing`` seconds, and what arrives meanwhile waits for
+the next transaction. A partition idle for ``spacing`` writes at once, so a lone write
+is never held.
 
 A transaction fails as a whole, and the store names the operation that failed: its group
 gets the error and the others go again at once, so a conflict on one star is that star's
@@ -60,14 +65,17 @@ class PartitionWriter:
     and returns their ETags, or raises ``TransactionFailed`` for an error it can place.
     """
 
-    def __init__(self, send: Send, *, writers: int, timeout: float, min_transaction: int = 1) -> None:
+    def __init__(
+        self, send: Send, *, writers: int, timeout: float, min_transaction: int = 1, spacing: float = 0.0
+    ) -> None:
         self._send = send
         self._writers = writers
         self._min_transaction = min_transaction
+        self._spacing = spacing
         self._timeout = timeout
         self._queues: defaultdict[_Key, deque[_Group]] = defaultdict(deque)
         self._ready: deque[_Key] = deque()  # partitions with groups waiting and no transaction out
-        self._busy: set[_Key] = set()  # partitions in _ready or with a transaction out
+        self._busy: set[_Key] = set()  # partitions in _ready, with a transaction out, or cooling
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0  # round trips that carried writes (for /metrics)
@@ -115,6 +123,7 @@ class PartitionWriter:
         return taken
 
     async def _flush(self, key: _Key) -> None:
+        started = asyncio.get_running_loop().time()
         groups = self._take(key)
         try:
             if sum(len(group.ops) for group in groups) >= self._min_transaction:
@@ -127,12 +136,22 @@ class PartitionWriter:
             raise
         finally:
             self._active -= 1
-            if self._queues[key]:
-                self._ready.append(key)
+            # A partition is flushed at most once per ``spacing``: what arrives meanwhile
+            # gathers for the next transaction. An idle partition's first write goes at once.
+            wait = started + self._spacing - asyncio.get_running_loop().time()
+            if wait > 0:
+                asyncio.get_running_loop().call_later(wait, self._cooled, key)
             else:
-                self._busy.discard(key)
-                del self._queues[key]
+                self._cooled(key)
             self._start()
+
+    def _cooled(self, key: _Key) -> None:
+        if self._queues[key]:
+            self._ready.append(key)
+            self._start()
+        else:
+            self._busy.discard(key)
+            del self._queues[key]
 
     async def _commit_all(self, table: str, groups: list[_Group]) -> None:
         while groups:

@@ -53,6 +53,9 @@ class HangProxy:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
+            # A connection cancelled while it was being opened (upstream) is closed by a
+            # callback the loop runs on its next turn: let it turn before it stops.
+            await asyncio.sleep(0.05)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

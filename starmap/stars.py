@@ -11,9 +11,10 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from .errors import NotFound
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .settings import StarSettings
-from .storage import STARS
+from .storage import STARS, Stored, TableStore
 
 __all__ = (
     "STARS",
@@ -23,6 +24,7 @@ __all__ = (
     "StarPartitions",
     "bucket",
     "is_star_row",
+    "read_star_row",
     "star_census",
     "star_from_entity",
     "star_to_entity",
@@ -59,6 +61,22 @@ class StarPartitions:
     def of(self, star_id: str) -> str:
         """The partition of a star's row (with 32: the same as ``bucket``)."""
         return f"b{zlib.crc32(star_id.encode()) % self.count:02d}"
+
+    def candidates(self, star_id: str) -> tuple[str, ...]:
+        """Where a star's row may be: its partition, then its ``bucket``, where a replica
+        from before the count was recorded (still running while a new one starts) puts it."""
+        own, old = self.of(star_id), bucket(star_id)
+        return (own,) if own == old else (own, old)
+
+
+async def read_star_row(store: TableStore, partitions: StarPartitions, star_id: str) -> Stored:
+    """A star's row wherever ``candidates`` says it may be; ``NotFound`` if in none."""
+    for partition in partitions.candidates(star_id):
+        try:
+            return await store.get(STARS, partition, star_id)
+        except NotFound:
+            continue
+    raise NotFound(f"no star {star_id!r}")
 
 
 @attrs.frozen

@@ -18,8 +18,10 @@ from starmap.errors import Overloaded
 from starmap.events import Hub
 from starmap.http.views import WireViews
 from starmap.settings import SseSettings
-from starmap.stars import STARS, Brightness, Star, star_to_entity
+from starmap.stars import STARS, Brightness, Star, StarPartitions, star_to_entity
 from starmap.storage.sqlite import SqliteStore
+
+PARTITIONS = StarPartitions(8)
 
 
 class Stuck(Actor):
@@ -42,7 +44,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
     store = SqliteStore(data_dir=tmp_path, table_prefix="")
     await store.ensure_tables([STARS])
     star = Star("s", 0, 0, "m", 50.0, 0.0, 0, 0.0, 0.0)
-    await store.insert(STARS, star_to_entity(star, "p"))
+    await store.insert(STARS, star_to_entity(star, PARTITIONS.of("s")))
     system = ActorSystem(scheduler, mailbox_size=1, ask_timeout=10.0)
     system.register("stars", Stuck)
     tracker = PopularityTracker("local", window=3600, threshold=5)
@@ -56,7 +58,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
     counter = LikeCounter(
         "s",
         store=store,
-        partition="p",
+        partitions=PARTITIONS,
         publisher=hub,
         brightness=Brightness(3600, 20, 20),
         views=WireViews(Brightness(3600, 20, 20)),
@@ -71,6 +73,6 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
     answer = await likes.ask(Like())
     assert isinstance(answer, Star)
     assert answer.likes == 1  # answered as the durable write it was
-    assert (await store.get(STARS, "p", "s")).entity["likes"] == 1
+    assert (await store.get(STARS, PARTITIONS.of("s"), "s")).entity["likes"] == 1
     assert [e.type for e in hub.recent] == ["update"]  # and still announced to streams
     await store.close()

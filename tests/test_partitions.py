@@ -90,3 +90,30 @@ async def test_a_new_service_writes_stars_in_the_new_partitions(
     assert used == {f"b{n:02d}" for n in range(STAR_PARTITIONS)}
     rows = {s.partition_key for s in (await store.query(STARS, None, limit=1000)).items}
     assert rows == used  # every row where the count says, none elsewhere
+
+
+def ids_apart(count: int) -> list[str]:
+    """Ids whose 32-bucket is not their partition in a table of ``count``."""
+    partitions = StarPartitions(count)
+    return [sid for sid in (f"old{i}" for i in range(200)) if bucket(sid) != partitions.of(sid)]
+
+
+async def test_stars_an_older_replica_put_at_their_32_bucket_are_read_liked_and_deleted(
+    store: TableStore, make_client: MakeClient
+) -> None:
+    """During a rollout the old revision still runs beside the new one, which recorded 8 for a
+    table without stars: stars the old one makes land at their 32-bucket, and still work."""
+    assert await star_partitions(store) == StarPartitions(STAR_PARTITIONS)
+    before, after = ids_apart(STAR_PARTITIONS)[:2]
+    await store.insert(STARS, star_to_entity(Star(before, 0.1, 0.1, "m", 100, 0, 0, 0, 0), bucket(before)))
+    client = await make_client()  # loads `before`; `after` comes once it runs
+    await store.insert(STARS, star_to_entity(Star(after, 0.2, 0.2, "m", 100, 0, 0, 0, 0), bucket(after)))
+    for sid in (before, after):
+        assert (await client.get(f"/stars/{sid}")).status == 200
+        liked = await client.post(f"/stars/{sid}/like", json={})
+        assert liked.status == 200, await liked.text()
+        assert (await store.get(STARS, bucket(sid), sid)).entity["likes"] == 1  # in place
+        assert (await client.delete(f"/stars/{sid}")).status == 200
+        with pytest.raises(NotFound):
+            await store.get(STARS, bucket(sid), sid)
+    assert (await client.get(f"/stars/{ids_apart(STAR_PARTITIONS)[2]}")).status == 404

@@ -132,6 +132,13 @@ def test_a_table_spreads_its_stars_over_its_own_count_of_partitions() -> None:
     assert {StarPartitions(8).of(i) for i in ids} == {f"b{n:02d}" for n in range(8)}
     # 32 is the layout of the tables from before the count was recorded: the same keys.
     assert [StarPartitions(BUCKETS).of(i) for i in ids] == [bucket(i) for i in ids]
+    # Where a row may be: its own partition, then (another count) where an older replica put it.
+    assert all(StarPartitions(BUCKETS).candidates(i) == (bucket(i),) for i in ids)
+    eight = StarPartitions(8)
+    assert {eight.candidates(i) for i in ids} >= {
+        (eight.of(i), bucket(i)) for i in ids if eight.of(i) != bucket(i)
+    }
+    assert all(eight.candidates(i)[0] == eight.of(i) and eight.candidates(i)[-1] == bucket(i) for i in ids)
     for count in (0, 101):
         with pytest.raises(ValueError, match="count"):
             StarPartitions(count)

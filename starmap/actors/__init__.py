@@ -139,7 +139,7 @@ class Actors:
             lambda key: likes.LikeCounter(
                 key,
                 store=store,
-                partition=partitions.of(key),
+                partitions=partitions,
                 publisher=publisher,
                 brightness=model,
                 views=views,

@@ -32,7 +32,7 @@ from ..errors import (
 from ..events import Publisher
 from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
-from ..stars import STARS, Brightness, Star, star_to_entity, stored_star
+from ..stars import STARS, Brightness, Star, StarPartitions, read_star_row, star_to_entity, stored_star
 from ..storage import MAX_BATCH, Op, TableStore
 from .messages import CheckUser, Like, Relate, StarChanged
 from .runtime import Actor, ActorRef, each_outcome
@@ -82,7 +82,7 @@ class LikeCounter(Actor):
         key: str,
         *,
         store: TableStore,
-        partition: str,
+        partitions: StarPartitions,
         publisher: Publisher,
         brightness: Brightness,
         views: Views,
@@ -97,7 +97,8 @@ class LikeCounter(Actor):
         super().__init__(key)
         self.mirror = mirror
         self.store = store
-        self.partition = partition  # of the star's row (and its like records) in the table
+        self.partitions = partitions
+        self.partition = partitions.of(key)  # of the star's row and its like records: where it was read
         self.publisher = publisher
         self.brightness = brightness
         self.views = views
@@ -117,10 +118,8 @@ class LikeCounter(Actor):
         await self._reload()
 
     async def _reload(self) -> None:
-        try:
-            stored = await self.store.get(STARS, self.partition, self.key)
-        except NotFound:
-            raise NotFound(f"no star {self.key!r}") from None
+        stored = await read_star_row(self.store, self.partitions, self.key)
+        self.partition = stored.partition_key
         star = stored_star(stored.entity)
         if star is None:  # a row this service cannot read: not a star it can like
             raise NotFound(f"no star {self.key!r}")

@@ -23,6 +23,7 @@ from ..stars import (
     Star,
     StarPartitions,
     is_star_row,
+    read_star_row,
     star_census,
     star_to_entity,
     stored_star,
@@ -159,7 +160,7 @@ class StarRegistry(Actor):
                 self._forget_all(ids)
                 return None
             case ReadStored(star_id):
-                return (await self.store.get(STARS, self.partitions.of(star_id), star_id)).entity
+                return (await read_star_row(self.store, self.partitions, star_id)).entity
         return await super().receive(message)
 
     async def _find(self, star_id: str) -> Star:
@@ -167,7 +168,7 @@ class StarRegistry(Actor):
         if star is not None:
             return star
         try:  # a star this index has not seen yet (another replica's): one point read
-            found = stored_star((await self.store.get(STARS, self.partitions.of(star_id), star_id)).entity)
+            found = stored_star((await read_star_row(self.store, self.partitions, star_id)).entity)
         except NotFound:
             found = None
         if found is None:  # nothing there, or a row this service cannot read
@@ -263,7 +264,8 @@ class StarRegistry(Actor):
 
     async def _delete(self, star_id: str) -> str:
         star = await self._find(star_id)  # 404 unless here or another replica made it
-        await self.store.delete(STARS, self.partitions.of(star_id), star_id)
+        for partition in self.partitions.candidates(star_id):  # wherever it is (a delete of nothing is none)
+            await self.store.delete(STARS, partition, star_id)
         self.index.remove(star_id)
         self.on_delete(star_id)
         if self.mirror is not None:

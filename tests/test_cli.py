@@ -19,6 +19,7 @@ from starmap.control import star_partitions
 from starmap.settings import load_settings
 from starmap.stars import BUCKETS, STAR_PARTITIONS, STARS, Star, StarPartitions, bucket, star_to_entity
 from starmap.storage import TableStore, open_store
+from starmap.tools.backup import BadExport, read_export
 
 from .conftest import Cli, MakeProcess
 from .rig import ROOT, Azurite, StarmapProcess, free_port, get_json, process_env, wait_for_liveness
@@ -263,3 +264,27 @@ async def test_import_of_a_broken_file_writes_nothing(cli: Cli, tmp_path: Path, 
     not_export = tmp_path / "other.jsonl"
     not_export.write_text('{"hello": 1}\n')
     assert "line 1: not a Star Map export" in cli("import", str(not_export)).stderr
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([], "the file is empty"),
+        (["{oops"], "line 1: not JSON"),
+        (['{"hello": 1}'], "line 1: not a Star Map export"),
+        (['{"starmap_export": 1, "star_partitions": "8"}'], "line 1: 'star_partitions' must be"),
+        (['{"starmap_export": 1, "star_partitions": 8.0}'], "line 1: 'star_partitions' must be"),
+        (['{"starmap_export": 1}', "{oops"], "line 2: not JSON"),
+        (['{"starmap_export": 1}', '{"table": "Stars", "entity": []}'], "line 2: 'entity' must be an object"),
+    ],
+)
+def test_an_export_is_refused_at_its_first_bad_line(lines: list[str], message: str) -> None:
+    with pytest.raises(BadExport, match=message):
+        read_export(iter(lines))
+
+
+def test_an_export_names_its_star_partitions_and_older_ones_mean_32() -> None:
+    row = '{"table": "Stars", "entity": {"PartitionKey": "b01", "RowKey": "a", "x": 0.5}}'
+    assert read_export(iter(['{"starmap_export": 1, "star_partitions": 8}', row])).star_partitions == 8
+    older = read_export(iter(['{"starmap_export": 1}', row]))
+    assert older.star_partitions == BUCKETS and [r.entity["RowKey"] for r in older.rows] == ["a"]

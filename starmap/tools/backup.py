@@ -110,27 +110,31 @@ class Export:
 
 def read_export(lines: Iterator[str]) -> Export:
     """An export's rows, each checked; ``BadExport`` naming the first bad line."""
-    partitions: list[int] = []
-    rows = list(_read_rows(lines, partitions))
-    return Export(partitions[0], rows)
+    lines = iter(lines)
+    header = next(lines, None)
+    if header is None:
+        raise BadExport("the file is empty")
+    record = _json(header, 1)
+    if not isinstance(record, dict) or record.get("starmap_export") != FORMAT:
+        raise BadExport(f"line 1: not a Star Map export of format {FORMAT} (see `starmap export`)")
+    count = record.get("star_partitions", BUCKETS)
+    if type(count) is not int or not 1 <= count <= 100:
+        raise BadExport(f"line 1: 'star_partitions' must be a whole number 1-100, not {count!r}")
+    return Export(count, list(_read_rows(lines)))
 
 
-def _read_rows(lines: Iterator[str], partitions: list[int]) -> Iterator[_Row]:
-    number = 0
+def _json(line: str, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadExport(f"line {number}: not JSON ({exc.msg})") from None
+
+
+def _read_rows(lines: Iterator[str]) -> Iterator[_Row]:
+    """The rows after the header line, each checked."""
     seen: set[tuple[str, str, str]] = set()
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadExport(f"line {number}: not JSON ({exc.msg})") from None
-        if number == 1:
-            if not isinstance(record, dict) or record.get("starmap_export") != FORMAT:
-                raise BadExport(f"line 1: not a Star Map export of format {FORMAT} (see `starmap export`)")
-            count = record.get("star_partitions", BUCKETS)
-            if type(count) is not int or not 1 <= count <= 100:
-                raise BadExport(f"line 1: 'star_partitions' must be a whole number 1-100, not {count!r}")
-            partitions.append(count)
-            continue
+    for number, line in enumerate(lines, 2):
+        record = _json(line, number)
         if not isinstance(record, dict) or record.get("table") not in DATA_TABLES:
             raise BadExport(
                 f"line {number}: expected {{'table': one of {', '.join(DATA_TABLES)}, 'entity': …}}"
@@ -148,8 +152,6 @@ def _read_rows(lines: Iterator[str], partitions: list[int]) -> Iterator[_Row]:
             raise BadExport(f"line {number}: a second row for {key[0]} ({key[1]!r}, {key[2]!r})")
         seen.add(key)
         yield row
-    if number == 0:
-        raise BadExport("the file is empty")
 
 
 async def import_tables(store: TableStore, export: Export, *, replace: bool = False) -> list[TableReport]:

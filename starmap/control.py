@@ -76,10 +76,12 @@ def _partitions(entity: dict[str, object]) -> StarPartitions:
 
 async def _holds_stars(store: TableStore) -> bool:
     """Whether any row of ``Stars`` is this service's (the first one found ends the scan)."""
+    rows = iter_entities(store, STARS)
     try:
-        async for stored in iter_entities(store, STARS):
-            if is_star_row(stored.entity):
-                return True
+        async with contextlib.aclosing(rows):  # found: the page read ahead is cancelled now
+            async for stored in rows:
+                if is_star_row(stored.entity):
+                    return True
     except NotFound:  # no such table (yet)
         pass
     return False

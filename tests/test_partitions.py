@@ -9,7 +9,7 @@ import pytest
 from starmap.control import PARTITION, PARTITIONS, star_partitions
 from starmap.errors import NotFound
 from starmap.stars import BUCKETS, STAR_PARTITIONS, STARS, Star, StarPartitions, bucket, star_to_entity
-from starmap.storage import CONTROL_TABLE, TableStore
+from starmap.storage import CONTROL_TABLE, Op, TableStore, partition_chunks
 
 from .conftest import MakeClient
 from .legacy_data import write_original
@@ -117,3 +117,15 @@ async def test_stars_an_older_replica_put_at_their_32_bucket_are_read_liked_and_
         with pytest.raises(NotFound):
             await store.get(STARS, bucket(sid), sid)
     assert (await client.get(f"/stars/{ids_apart(STAR_PARTITIONS)[2]}")).status == 404
+
+
+async def test_deciding_stops_reading_the_table_at_the_first_star(store: TableStore) -> None:
+    """A table of stars from before the record: the first page says so, and the page read ahead
+    is not left running."""
+    stars = [Star(f"s{i:04d}", 0, 0, "m", 100, 0, 0, 0, 0) for i in range(1001)]  # two pages
+    for chunk in partition_chunks(stars, lambda star: bucket(star.id)):
+        await store.batch(STARS, [Op("insert", star_to_entity(s, bucket(s.id))) for s in chunk])
+    assert await star_partitions(store, record=False) == StarPartitions(BUCKETS)
+    await asyncio.sleep(0)
+    reads = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".query")]  # type: ignore[union-attr]
+    assert all(t.done() for t in reads), reads

@@ -46,6 +46,12 @@ def bucket(entity_id: str) -> str:
     return f"b{zlib.crc32(entity_id.encode()) % BUCKETS:02d}"
 
 
+def _whole_count(_instance: object, _attribute: object, value: int) -> None:
+    """1-100, and an int: a count read from a row or a file may be 8.0 or True."""
+    if type(value) is not int or not 1 <= value <= 100:
+        raise ValueError(f"count {value!r} is not a whole number 1-100")
+
+
 @attrs.frozen
 class StarPartitions:
     """How one table spreads its stars: ``count`` partitions, by a hash of the id.
@@ -56,7 +62,7 @@ class StarPartitions:
     lose their writes); each table's count is recorded once (``starmap.control``).
     """
 
-    count: int = attrs.field(validator=attrs.validators.in_(range(1, 101)))
+    count: int = attrs.field(validator=_whole_count)
 
     def of(self, star_id: str) -> str:
         """The partition of a star's row (with 32: the same as ``bucket``)."""

@@ -139,9 +139,9 @@ def test_a_table_spreads_its_stars_over_its_own_count_of_partitions() -> None:
         (eight.of(i), bucket(i)) for i in ids if eight.of(i) != bucket(i)
     }
     assert all(eight.candidates(i)[0] == eight.of(i) and eight.candidates(i)[-1] == bucket(i) for i in ids)
-    for count in (0, 101):
+    for count in (0, 101, 8.0, True, "8"):
         with pytest.raises(ValueError, match="count"):
-            StarPartitions(count)
+            StarPartitions(count)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

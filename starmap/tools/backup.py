@@ -34,7 +34,7 @@ from ..backoff import retry
 from ..control import request_reload, star_partitions
 from ..errors import AlreadyExists
 from ..progress import Progress
-from ..stars import BUCKETS, STARS
+from ..stars import BUCKETS, STARS, StarPartitions
 from ..storage import DATA_TABLES, TABLES, Op, TableStore, iter_entities, partition_chunks
 from ..storage.base import check_entity
 from .legacy_import import TableReport
@@ -104,7 +104,7 @@ class _Row:
 
 @attrs.frozen
 class Export:
-    star_partitions: int
+    star_partitions: StarPartitions
     rows: list[_Row]
 
 
@@ -118,9 +118,11 @@ def read_export(lines: Iterator[str]) -> Export:
     if not isinstance(record, dict) or record.get("starmap_export") != FORMAT:
         raise BadExport(f"line 1: not a Star Map export of format {FORMAT} (see `starmap export`)")
     count = record.get("star_partitions", BUCKETS)
-    if type(count) is not int or not 1 <= count <= 100:
-        raise BadExport(f"line 1: 'star_partitions' must be a whole number 1-100, not {count!r}")
-    return Export(count, list(_read_rows(lines)))
+    try:
+        partitions = StarPartitions(count)
+    except ValueError:
+        raise BadExport(f"line 1: 'star_partitions' must be a whole number 1-100, not {count!r}") from None
+    return Export(partitions, list(_read_rows(lines)))
 
 
 def _json(line: str, number: int) -> Any:
@@ -161,10 +163,10 @@ async def import_tables(store: TableStore, export: Export, *, replace: bool = Fa
     """
     rows = export.rows
     await retry(lambda: store.ensure_tables(TABLES))
-    target = await retry(lambda: star_partitions(store, proposed=export.star_partitions))
-    if target.count != export.star_partitions and any(row.table == STARS for row in rows):
+    target = await retry(lambda: star_partitions(store, proposed=export.star_partitions.count))
+    if target != export.star_partitions and any(row.table == STARS for row in rows):
         raise BadExport(
-            f"the exported stars are spread over {export.star_partitions} partitions and this "
+            f"the exported stars are spread over {export.star_partitions.count} partitions and this "
             f"store's over {target.count}: import into an empty store (another DATA_DIR or "
             "STORAGE_TABLE_PREFIX)"
         )

@@ -25,7 +25,7 @@ from ..errors import AlreadyExists, NotFound, PreconditionFailed, StorageUnavail
 from ..layout import RowKind, classify
 from ..legacy import Converted, Options, choose_stars, choose_users, convert_star, convert_user, legacy_email
 from ..progress import Progress
-from ..stars import BUCKETS, STAR_FIELDS, STARS, Star, StarPartitions, bucket, star_to_entity
+from ..stars import STAR_FIELDS, STARS, Star, StarPartitions, bucket, star_to_entity
 from ..storage import TABLES, Op, Stored, TableStore, iter_entities, partition_chunks
 from ..users import (
     EMAILS,
@@ -61,12 +61,20 @@ async def _all(store: TableStore, table: str) -> list[Stored]:
 
 
 class _Run:
-    def __init__(self, source: TableStore, target: TableStore, options: Options, *, same: bool) -> None:
+    def __init__(
+        self,
+        source: TableStore,
+        target: TableStore,
+        options: Options,
+        *,
+        same: bool,
+        partitions: StarPartitions,
+    ) -> None:
         self.source, self.target, self.options, self.same = source, target, options, same
+        self.partitions = partitions  # the target's
         self.progress: Progress | None = None
         self.reloaded = time.monotonic()
         self.parallel = asyncio.Semaphore(PARALLEL)
-        self.partitions = StarPartitions(BUCKETS)  # the target's, set before planning
 
     def own_key(self, table: str, row: Stored) -> bool:
         """A row at the key the target gives its id (whatever its layout)."""
@@ -268,10 +276,10 @@ async def import_legacy(
     delete_source: bool = False,
 ) -> ImportReport:
     """Plan, then (unless ``dry_run``) write, ask running replicas to reload, and delete verified sources."""
-    run = _Run(source, target, options, same=same_store)
     if not dry_run:
         await retry(lambda: target.ensure_tables(TABLES))
-    run.partitions = await retry(lambda: star_partitions(target, record=not dry_run))
+    partitions = await retry(lambda: star_partitions(target, record=not dry_run))
+    run = _Run(source, target, options, same=same_store, partitions=partitions)
     stars, star_items, star_sources, stars_present = await run.plan_stars()
     users, user_items, user_sources, users_present = await run.plan_users()
     relations = await run.relations_report()

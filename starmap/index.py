@@ -83,7 +83,7 @@ class OrderedIndex(Generic[T]):
 
     def _keys(self, items: Iterable[T]) -> list[OrderKey]:
         """The order keys of ``items`` (unsorted): the one pass over them at construction."""
-        return [(i.created_at, i.id) for i in items]
+        return list(map(_key, items))
 
     def __len__(self) -> int:
         return len(self._by_id)

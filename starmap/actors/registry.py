@@ -230,15 +230,12 @@ class StarRegistry(Actor):
             last_liked=now,
             user_id=cmd.user_id,
         )
+        partition = self.partitions.of(star_id)
         record = None
         if cmd.intent is not None:
-            record = record_op(
-                self.partitions.of(star_id), star_id, cmd.intent, self.views.star_created(star), now
-            )
+            record = record_op(partition, star_id, cmd.intent, self.views.star_created(star), now)
         try:
-            await insert_recorded(
-                self.store, STARS, star_to_entity(star, self.partitions.of(star_id)), record
-            )
+            await insert_recorded(self.store, STARS, star_to_entity(star, partition), record)
         except AlreadyExists:
             if (replay := await self._recorded(cmd, star_id)) is not None:
                 return replay  # the same key, answered on another replica meanwhile
@@ -249,9 +246,7 @@ class StarRegistry(Actor):
             except BaseException:
                 # No star without its owner's record: undo the insert (and its key), answer the error.
                 written = [star_id] if record is None else [star_id, str(record.entity["RowKey"])]
-                await self.store.batch(
-                    STARS, [Op.delete(self.partitions.of(star_id), row) for row in written]
-                )
+                await self.store.batch(STARS, [Op.delete(partition, row) for row in written])
                 raise
         return star
 

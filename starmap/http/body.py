@@ -51,7 +51,7 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
     if text.startswith("\ufeff"):
         raise web.HTTPBadRequest(text="the body must not start with a byte order mark")
     try:
-        body = json.loads(text, object_pairs_hook=_unique_keys)
+        body = _DECODER.decode(text)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
     except RecursionError:
@@ -78,6 +78,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"the key {twice!r} is given more than once")
     return body
+
+
+# One decoder for every body: json.loads with a hook builds a new one per call.
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
 def field_errors(exc: BaseException, path: str = "") -> dict[str, str]:

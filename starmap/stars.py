@@ -136,14 +136,13 @@ class Star:
     batches: tuple[str, ...] = ()
 
     def with_likes(self, model: Brightness, count: int, now: float, batch_id: str) -> Star:
-        return attrs.evolve(
-            self,
-            b0=model.liked(self.b0, self.t0, now, count),
-            t0=now,
-            likes=self.likes + count,
-            last_liked=now,
-            batches=(*self.batches, batch_id)[-RECENT_BATCHES:],
-        )
+        # The constructor itself: attrs.evolve reads every field by name first (every like pays it).
+        return Star(
+            self.id, self.x, self.y, self.message,
+            model.liked(self.b0, self.t0, now, count), now,
+            self.likes + count, self.created_at, now, self.user_id,
+            (*self.batches, batch_id)[-RECENT_BATCHES:],
+        )  # fmt: skip
 
     @functools.cached_property
     def digest(self) -> int:

@@ -38,6 +38,13 @@ def _address(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _name(peer: str) -> str:
+    """The peer's address as the rate limiter keys it (written once per peer, not per request)."""
+    here = _address(peer)
+    return str(here) if here is not None else peer
+
+
 def _trusted(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: Sequence[Network]
 ) -> bool:
@@ -50,7 +57,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], proxies: Sequ
         return UNKNOWN
     here = _address(peer)
     if not _trusted(here, proxies):
-        return str(here) if here is not None else peer
+        return _name(peer)
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
     for hop in reversed(hops):
         address = _address(hop)

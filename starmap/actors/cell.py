@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ..batching import take_batch
 from ..errors import ActorStopped, Overloaded
 
 if TYPE_CHECKING:
@@ -36,12 +36,55 @@ class Envelope:
         # hides a write that happened.
         self.deadline = deadline
 
-    @property
-    def abandoned(self) -> bool:
-        return self.reply_to is not None and self.reply_to.cancelled()
-
 
 STOP: Final = Envelope(object())
+
+
+class Mailbox:
+    """A cell's queue: a deque and the one task that waits on it.
+
+    What a cell needs of ``asyncio.Queue``, without its generality: no getter and
+    putter lists, no count of unfinished tasks, and no ``QueueEmpty`` raised to end
+    every batch. Every like passes through two of these.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Envelope] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, envelope: Envelope) -> None:
+        self._items.append(envelope)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # cancelled with its task: nobody waits
+                waiter.set_result(None)
+
+    def get_nowait(self) -> Envelope:
+        return self._items.popleft()
+
+    async def take(self, limit: int) -> tuple[list[Envelope], bool]:
+        """Wait for mail; then what is queued, at most ``limit``, and whether ``STOP`` came
+        (it ends the batch and is not part of it; anything behind it stays queued)."""
+        items = self._items
+        while not items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        batch: list[Envelope] = []
+        while items and len(batch) < limit:
+            envelope = items.popleft()
+            if envelope is STOP:
+                return batch, True
+            batch.append(envelope)
+        return batch, False
 
 
 class Cell:
@@ -51,8 +94,8 @@ class Cell:
         self.system = system
         self.kind = kind  # as registered: the system's name for it
         self.actor = actor
-        # Unbounded queue, bounded by `put`: a stop request always fits.
-        self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        # Unbounded, bounded by `put`: a stop request always fits.
+        self.mailbox = Mailbox()
         self.mailbox_size = mailbox_size
         self.processed = 0
         self.last_error: str | None = None
@@ -89,12 +132,11 @@ class Cell:
 
     async def _loop(self) -> None:
         while True:
-            first = await self.mailbox.get()  # no timer per message: the system's reaper passivates
-            if first is STOP:
-                return
-            batch, stop = take_batch(first, self.mailbox.get_nowait, MAX_BATCH, stop=STOP)
+            # No timer per message: the system's reaper passivates.
+            batch, stop = await self.mailbox.take(MAX_BATCH)
             if stop:
-                await self._handle(batch)
+                if batch:
+                    await self._handle(batch)
                 return
             self.busy = True
             try:
@@ -112,45 +154,48 @@ class Cell:
     async def _handle(self, envelopes: list[Envelope]) -> None:
         """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
         now = time.monotonic()
-        fresh = []
+        batchable = self.actor.batchable
+        run: list[Envelope] = []  # consecutive batchable messages, handled as one
         for envelope in envelopes:
-            if envelope.abandoned:
+            reply_to = envelope.reply_to
+            if reply_to is not None and reply_to.cancelled():  # the asker is gone
                 continue
             if envelope.deadline < now:
                 self._reply(envelope, Overloaded(f"{self.kind}/{self.actor.key} did not get to it in time"))
                 continue
-            fresh.append(envelope)
-        envelopes = fresh
-        batchable = self.actor.batchable
-        i = 0
-        while i < len(envelopes):
-            is_batch = bool(batchable) and isinstance(envelopes[i].message, batchable)
-            j = i + 1
-            while is_batch and j < len(envelopes) and isinstance(envelopes[j].message, batchable):
-                j += 1
-            group = envelopes[i:j]
-            try:
-                if is_batch:
-                    results: list[Any] = await self.actor.receive_batch([e.message for e in group])
-                else:
-                    results = [await self.actor.receive(group[0].message)]
-            except Exception as exc:
-                results = [exc] * len(group)
-            for envelope, result in zip(group, results, strict=True):
-                self._reply(envelope, result)
-            self.processed += len(group)
-            self.last_active = time.monotonic()
-            i = j
+            if batchable and isinstance(envelope.message, batchable):
+                run.append(envelope)
+                continue
+            if run:
+                await self._handle_group(run, batch=True)
+                run = []
+            await self._handle_group([envelope], batch=False)
+        if run:
+            await self._handle_group(run, batch=True)
+
+    async def _handle_group(self, group: list[Envelope], *, batch: bool) -> None:
+        try:
+            if batch:
+                results: list[Any] = await self.actor.receive_batch([e.message for e in group])
+            else:
+                results = [await self.actor.receive(group[0].message)]
+        except Exception as exc:
+            results = [exc] * len(group)
+        for envelope, result in zip(group, results, strict=True):
+            self._reply(envelope, result)
+        self.processed += len(group)
+        self.last_active = time.monotonic()
 
     def _reply(self, envelope: Envelope, result: Any) -> None:
-        if isinstance(result, BaseException):
+        failed = isinstance(result, BaseException)
+        if failed:
             self.last_error = repr(result)
             if envelope.reply_to is None:
                 log.warning("%s/%s: %r", self.kind, self.actor.key, result)
         future = envelope.reply_to
         if future is None or future.done():
             return
-        if isinstance(result, BaseException):
+        if failed:
             future.set_exception(result)
         else:
             future.set_result(result)

@@ -76,6 +76,10 @@ class Publisher(Protocol):
     ) -> None:
         """Send one event to every subscriber; ``meta`` is for other replicas, not for clients."""
 
+    @property
+    def relaying(self) -> bool:
+        """Whether events go to other replicas now (only then is ``meta`` read)."""
+
 
 EventId = tuple[int, int]
 
@@ -150,19 +154,31 @@ class Hub:
         if self.relay is not None and self.relay.up:
             self.relay.send(topic, type_, data, meta or {})
             return
-        self.deliver(self.next_local_id(), topic, type_, data)
+        parsed = self._next_local()  # made here: not formatted and parsed back
+        self._deliver(f"{parsed[0]}-{parsed[1]}", parsed, topic, type_, data)
+
+    @property
+    def relaying(self) -> bool:
+        return self.relay is not None and self.relay.up
 
     def next_local_id(self) -> str:
         """The next id made here, after the last one seen: Redis's own rule."""
+        ms, seq = self._next_local()
+        return f"{ms}-{seq}"
+
+    def _next_local(self) -> EventId:
         now = int(time.time() * 1000)
         ms, seq = self._last
-        return f"{now}-0" if now > ms else f"{ms}-{seq + 1}"
+        return (now, 0) if now > ms else (ms, seq + 1)
 
     def deliver(self, event_id: str, topic: str, type_: str, data: dict[str, Any]) -> Event | None:
         """Buffer one numbered event and fan it out; an id not past the last one is ignored."""
         parsed = parse_event_id(event_id)
         if parsed is None or parsed <= self._last or topic not in self._buffers:
             return None
+        return self._deliver(event_id, parsed, topic, type_, data)
+
+    def _deliver(self, event_id: str, parsed: EventId, topic: str, type_: str, data: dict[str, Any]) -> Event:
         self._last = parsed
         event = _event(event_id, parsed, topic, type_, data)
         self._buffer(event)

@@ -136,11 +136,14 @@ class LikeCounter(Actor):
                     if row_key in keys:  # the same key twice in one batch: the second waits its turn
                         raise IdempotencyKeyInFlight("a like with this Idempotency-Key is being answered")
                     keys.add(row_key)
-                await self._check_liker(like.user_id)
+                if like.user_id is not None:
+                    await self._check_liker(like.user_id)
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
                 results[i] = exc
-        for group in _groups(counted, lambda i: messages[i].intent is not None):
+        # Most likes carry no key: one group, without cutting it up.
+        groups = _groups(counted, lambda i: messages[i].intent is not None) if keys else [counted]
+        for group in groups:
             await self._commit_group(messages, group, results)
         return results
 
@@ -162,7 +165,9 @@ class LikeCounter(Actor):
                 for i in counted:
                     results[i] = exc
                 return
-            await self._relate([messages[i].user_id for i in counted], star.last_liked)
+            likers = [u for i in counted if (u := messages[i].user_id) is not None]
+            if likers:  # most likes name no user: nothing to record, nothing to wait for
+                await self._relate(likers, star.last_liked)
             # The keyed likes' answer: one rendering for all of them (it is the same bytes).
             keyed = any(messages[i].intent is not None for i in counted)
             liked = self.views.liked(star) if keyed else None
@@ -186,21 +191,19 @@ class LikeCounter(Actor):
             results[i] = exc
         return results[i] is not None
 
-    async def _check_liker(self, user_id: str | None) -> None:
+    async def _check_liker(self, user_id: str) -> None:
         """An unknown user's like is refused (404) before anything is counted."""
-        if user_id is not None and user_id not in self.known_users:
+        if user_id not in self.known_users:
             await self.users.ask(CheckUser(user_id))
             self.known_users.add(user_id)
 
-    async def _relate(self, user_ids: list[str | None], at: float) -> None:
+    async def _relate(self, user_ids: list[str], at: float) -> None:
         """Once the likes are durable: the user registry records who liked this star.
 
         The likes are committed whatever happens here: a relation that cannot be
         recorded is logged, never turned into an error for the like.
         """
-        likers = [u for u in dict.fromkeys(user_ids) if u is not None]
-        if not likers:  # most likes name no user: nothing to record, nothing to wait for
-            return
+        likers = list(dict.fromkeys(user_ids))
         outcomes = await each_outcome(*(self.users.ask(Relate(u, "liked", self.key, at)) for u in likers))
         for user_id, outcome in zip(likers, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -220,7 +223,7 @@ class LikeCounter(Actor):
         deadline = time.monotonic() + self.write_deadline
         self.in_flight = count
         conflicts = 0
-        delays = CONFLICT_RETRY.delays()
+        delays = None  # made at the first retry: most commits never need one
         try:
             while True:
                 assert self.star is not None
@@ -239,6 +242,7 @@ class LikeCounter(Actor):
                 except StorageUnavailable:
                     if time.monotonic() >= deadline:
                         raise
+                delays = delays or CONFLICT_RETRY.delays()
                 await asyncio.sleep(next(delays))
                 await self._reload_within(deadline)
         except NotFound:
@@ -287,7 +291,8 @@ class LikeCounter(Actor):
             self.mirror.star_saved(star)
             self.mirror.liked(star.id, count, star.last_liked)
         data = self.views.star(star, self.clock(), is_popular=popular)
-        meta = {"entity": star_to_entity(star), "likes_delta": count}
+        # What other replicas apply; alone, nobody reads it (a row built for nothing per like).
+        meta = {"entity": star_to_entity(star), "likes_delta": count} if self.publisher.relaying else None
         self.publisher.publish("stars", "update", data, meta)
 
     def state(self) -> dict[str, Any]:

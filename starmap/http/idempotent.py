@@ -4,7 +4,7 @@ in-flight guard, and the replayed answer. The record itself is the actors' busin
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -35,14 +35,14 @@ def idempotency_key(request: web.Request) -> str | None:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
-@contextlib.contextmanager
-def held(request: web.Request, key: str | None, *scope: str) -> Iterator[None]:
+_NOT_HELD: Final = contextlib.nullcontext()  # reusable: most writes carry no key
+
+
+def held(request: web.Request, key: str | None, *scope: str) -> contextlib.AbstractContextManager[None]:
     """Hold ``key`` (when there is one) for the whole answer: a duplicate meanwhile is a 409."""
     if key is None:
-        yield
-        return
-    with request.app[KEYS_IN_FLIGHT].hold(*scope, key):
-        yield
+        return _NOT_HELD
+    return request.app[KEYS_IN_FLIGHT].hold(*scope, key)
 
 
 def intent_of(

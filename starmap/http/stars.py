@@ -344,7 +344,10 @@ async def like_star(request: web.Request) -> web.Response:
 
 async def _like(request: web.Request, star_id: str, key: str | None) -> web.Response:
     body = await load_body(request, LikeIn, converter, optional=True)
-    intent = intent_of(request, "like", key, star_id, converter.unstructure(body))
+    # Most likes carry no key: their body is not unstructured again for nothing.
+    intent = (
+        intent_of(request, "like", key, star_id, converter.unstructure(body)) if key is not None else None
+    )
     actors = request.app[ACTORS]
     decision = await actors.acquire(client_identity(request))
     headers = _rate_headers(decision)

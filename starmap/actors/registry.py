@@ -124,6 +124,16 @@ class StarRegistry(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
+            # First: every like sends one (the cases are tried in order).
+            case StarChanged(star, upsert):
+                current = self.index.get(star.id)
+                if current is None:
+                    if upsert:
+                        self.index.add(star)
+                elif current.created_at != star.created_at or star.likes >= current.likes:
+                    # Likes only grow: an older state arriving late never overwrites a newer one.
+                    self.index.replace(star)
+                return None
             case GetStar(star_id):
                 return await self._find(star_id)
             case ActiveStars(since):
@@ -135,15 +145,6 @@ class StarRegistry(Actor):
                 return await self._delete(star_id)
             case Ready():
                 return len(self.index)
-            case StarChanged(star, upsert):
-                current = self.index.get(star.id)
-                if current is None:
-                    if upsert:
-                        self.index.add(star)
-                elif current.created_at != star.created_at or star.likes >= current.likes:
-                    # Likes only grow: an older state arriving late never overwrites a newer one.
-                    self.index.replace(star)
-                return None
             case StarRemoved(star_id):
                 if self.index.remove(star_id) is not None:
                     self.on_delete(star_id)

@@ -35,6 +35,22 @@ async def test_insert_then_get_round_trips_every_value_type(store: TableStore) -
     assert type(got.entity["big"]) is int
 
 
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"tiny": 5e-324, "huge": 1.7976931348623157e308, "third": 1 / 3, "zero": -0.0, "whole": 3.0,
+         "emoji": "✨\u2028", "control": "\x00\x1f\x7f", "quoted": 'say "hi"\n\tthen\\go'},
+        {"word": "null", "quoted": 'say "null"', "third": 1 / 3},  # a text that reads null
+    ],
+    ids=["doubles-and-texts", "null-texts"],
+)  # fmt: skip
+async def test_texts_and_doubles_round_trip_exactly(store: TableStore, props: dict[str, object]) -> None:
+    await store.insert(T, entity("p", "r", **props))
+    got = (await store.get(T, "p", "r")).entity
+    assert got == entity("p", "r", **props)
+    assert [type(got[k]) for k in props] == [type(v) for v in props.values()]
+
+
 async def test_non_finite_doubles_round_trip(store: TableStore) -> None:
     """Rows edited by hand hold NaN and infinities; Azure stores them, so SQLite must too."""
     await store.insert(T, entity("p", "r", nan=math.nan, up=math.inf, down=-math.inf))

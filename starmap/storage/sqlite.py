@@ -80,13 +80,22 @@ def _new_etag() -> str:
     return f'W/"{_ETAG_PREFIX}-{next(_ETAGS)}"'
 
 
-# NaN and infinities are Doubles Azure Tables stores too (rows edited by hand have them). One
-# encoder for every row: json.dumps with options builds a new one per call.
+# NaN and infinities are Doubles Azure Tables stores too (rows edited by hand have them): the
+# standard library writes them, orjson writes null. One encoder for every such row.
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
 
 
 def _body(entity: dict[str, Any]) -> str:
-    return _ENCODER.encode({k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")})
+    """The row's properties as JSON: orjson (a fifth of the writer thread's time went to the
+    standard library's encoder), or the standard library where orjson would lose something."""
+    props = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
+    try:
+        body = orjson.dumps(props)
+    except orjson.JSONEncodeError:  # a lone surrogate, say: the standard library's rules, as before
+        return _ENCODER.encode(props)
+    if b"null" in body:  # a non-finite double became null (or a text says null): keep it exact
+        return _ENCODER.encode(props)
+    return body.decode()
 
 
 def _error(exc: sqlite3.Error, table: str | None = None) -> Exception:

@@ -19,7 +19,6 @@ class InstrumentedStore:
     def __init__(self, inner: TableStore, metrics: Metrics) -> None:
         self.inner = inner
         self.metrics = metrics
-        self._latency: dict[str, Any] = {}
 
     @property
     def kind(self) -> str:
@@ -37,10 +36,7 @@ class InstrumentedStore:
             self.metrics.storage_errors.labels(operation, type(exc).__name__).inc()
             raise
         finally:
-            histogram = self._latency.get(operation)
-            if histogram is None:  # labels() is costly: once per operation, not once per call
-                histogram = self._latency[operation] = self.metrics.storage_latency.labels(operation)
-            histogram.observe(time.perf_counter() - started)
+            self.metrics.storage_latency.observe((operation,), time.perf_counter() - started)
 
     async def ensure_tables(self, names: Sequence[str]) -> None:
         await self._timed("ensure_tables", self.inner.ensure_tables(names))

@@ -1,0 +1,51 @@
+"""The SQLite store's own group commit, below the contract both stores keep."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from starmap.errors import NotFound, StorageUnavailable
+from starmap.storage.sqlite import SqliteStore
+
+T = "Stars"
+
+
+async def test_a_write_whose_error_ends_the_transaction_fails_its_group_and_nothing_lands(
+    tmp_path: Path,
+) -> None:
+    """A one-statement write runs without a savepoint of its own. If its error rolled the whole
+    transaction back (SQLite does on some I/O errors), the writes after it must not run outside
+    any transaction, committed at once while the group is answered as failed."""
+    store = SqliteStore(data_dir=tmp_path, table_prefix="")
+    await store.ensure_tables([T])
+
+    def ends_the_transaction(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    # The writer is held a moment, so the two writes below are taken as one group, in order.
+    taken = threading.Event()
+
+    def hold(_: sqlite3.Connection) -> None:
+        taken.set()
+        time.sleep(0.3)
+
+    busy = asyncio.ensure_future(store._write(hold))
+    assert await asyncio.to_thread(taken.wait, 10)
+    ending = asyncio.ensure_future(store._write(ends_the_transaction, single=True))
+    after = asyncio.ensure_future(store.insert(T, {"PartitionKey": "p", "RowKey": "after", "v": 1}))
+    await busy
+    outcomes = await asyncio.gather(ending, after, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [StorageUnavailable, StorageUnavailable]
+    with pytest.raises(NotFound):
+        await store.get(T, "p", "after")
+    # The store goes on: the next write lands.
+    await store.insert(T, {"PartitionKey": "p", "RowKey": "next", "v": 2})
+    assert (await store.get(T, "p", "next")).entity["v"] == 2
+    await store.close()

@@ -41,9 +41,13 @@ MAX_BRIGHTNESS: Final = 100.0
 RECENT_BATCHES: Final = 8
 
 
+def _partition_of(entity_id: str, count: int) -> str:
+    return f"b{zlib.crc32(entity_id.encode()) % count:02d}"
+
+
 def bucket(entity_id: str) -> str:
     """The partition of an id: a few dozen hash buckets spread load and keep batches possible."""
-    return f"b{zlib.crc32(entity_id.encode()) % BUCKETS:02d}"
+    return _partition_of(entity_id, BUCKETS)
 
 
 def _whole_count(_instance: object, _attribute: object, value: int) -> None:
@@ -66,7 +70,7 @@ class StarPartitions:
 
     def of(self, star_id: str) -> str:
         """The partition of a star's row (with 32: the same as ``bucket``)."""
-        return f"b{zlib.crc32(star_id.encode()) % self.count:02d}"
+        return _partition_of(star_id, self.count)
 
     def candidates(self, star_id: str) -> tuple[str, ...]:
         """Where a star's row may be: its partition, then its ``bucket``, where a replica

@@ -123,7 +123,8 @@ class PartitionWriter:
         return taken
 
     async def _flush(self, key: _Key) -> None:
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         groups = self._take(key)
         try:
             if sum(len(group.ops) for group in groups) >= self._min_transaction:
@@ -138,20 +139,20 @@ class PartitionWriter:
             self._active -= 1
             # A partition is flushed at most once per ``spacing``: what arrives meanwhile
             # gathers for the next transaction. An idle partition's first write goes at once.
-            wait = started + self._spacing - asyncio.get_running_loop().time()
+            wait = started + self._spacing - loop.time()
             if wait > 0:
-                asyncio.get_running_loop().call_later(wait, self._cooled, key)
+                loop.call_later(wait, self._cooled, key)
+                self._start()  # this writer is free for other partitions meanwhile
             else:
                 self._cooled(key)
-            self._start()
 
     def _cooled(self, key: _Key) -> None:
         if self._queues[key]:
             self._ready.append(key)
-            self._start()
         else:
             self._busy.discard(key)
             del self._queues[key]
+        self._start()
 
     async def _commit_all(self, table: str, groups: list[_Group]) -> None:
         while groups:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from ..errors import StorageUnavailable
 from ..metrics import Metrics
 from .base import DEFAULT_PAGE, Entity, Op, Page, RowRange, Stored, TableStore
 
 __all__ = ("InstrumentedStore",)
+
+T = TypeVar("T")
 
 
 class InstrumentedStore:
@@ -28,7 +30,10 @@ class InstrumentedStore:
     def write_requests(self) -> int:
         return self.inner.write_requests
 
-    async def _timed(self, operation: str, call: Any) -> Any:
+    # Each operation hands back ``_timed``'s coroutine rather than awaiting it in a coroutine of
+    # its own: one frame fewer to make and resume on every store call (a like's write among them).
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
         try:
             return await call
@@ -38,29 +43,27 @@ class InstrumentedStore:
         finally:
             self.metrics.storage_latency.observe((operation,), time.perf_counter() - started)
 
-    async def ensure_tables(self, names: Sequence[str]) -> None:
-        await self._timed("ensure_tables", self.inner.ensure_tables(names))
+    def ensure_tables(self, names: Sequence[str]) -> Coroutine[Any, Any, None]:
+        return self._timed("ensure_tables", self.inner.ensure_tables(names))
 
-    async def get(self, table: str, partition_key: str, row_key: str) -> Stored:
-        result: Stored = await self._timed("get", self.inner.get(table, partition_key, row_key))
-        return result
+    def get(self, table: str, partition_key: str, row_key: str) -> Coroutine[Any, Any, Stored]:
+        return self._timed("get", self.inner.get(table, partition_key, row_key))
 
-    async def insert(self, table: str, entity: Entity) -> str:
-        result: str = await self._timed("insert", self.inner.insert(table, entity))
-        return result
+    def insert(self, table: str, entity: Entity) -> Coroutine[Any, Any, str]:
+        return self._timed("insert", self.inner.insert(table, entity))
 
-    async def update(self, table: str, entity: Entity, etag: str) -> str:
-        result: str = await self._timed("update", self.inner.update(table, entity, etag))
-        return result
+    def update(self, table: str, entity: Entity, etag: str) -> Coroutine[Any, Any, str]:
+        return self._timed("update", self.inner.update(table, entity, etag))
 
-    async def upsert(self, table: str, entity: Entity) -> str:
-        result: str = await self._timed("upsert", self.inner.upsert(table, entity))
-        return result
+    def upsert(self, table: str, entity: Entity) -> Coroutine[Any, Any, str]:
+        return self._timed("upsert", self.inner.upsert(table, entity))
 
-    async def delete(self, table: str, partition_key: str, row_key: str, etag: str | None = None) -> None:
-        await self._timed("delete", self.inner.delete(table, partition_key, row_key, etag))
+    def delete(
+        self, table: str, partition_key: str, row_key: str, etag: str | None = None
+    ) -> Coroutine[Any, Any, None]:
+        return self._timed("delete", self.inner.delete(table, partition_key, row_key, etag))
 
-    async def query(
+    def query(
         self,
         table: str,
         partition_key: str | None = None,
@@ -68,22 +71,19 @@ class InstrumentedStore:
         limit: int = DEFAULT_PAGE,
         continuation: str | None = None,
         rows: RowRange | None = None,
-    ) -> Page:
-        page: Page = await self._timed(
+    ) -> Coroutine[Any, Any, Page]:
+        return self._timed(
             "query", self.inner.query(table, partition_key, limit=limit, continuation=continuation, rows=rows)
         )
-        return page
 
-    async def batch(self, table: str, ops: Sequence[Op]) -> list[str | None]:
-        result: list[str | None] = await self._timed("batch", self.inner.batch(table, ops))
-        return result
+    def batch(self, table: str, ops: Sequence[Op]) -> Coroutine[Any, Any, list[str | None]]:
+        return self._timed("batch", self.inner.batch(table, ops))
 
-    async def count(self, table: str) -> int:
-        result: int = await self._timed("count", self.inner.count(table))
-        return result
+    def count(self, table: str) -> Coroutine[Any, Any, int]:
+        return self._timed("count", self.inner.count(table))
 
-    async def ping(self) -> None:
-        await self._timed("ping", self.inner.ping())
+    def ping(self) -> Coroutine[Any, Any, None]:
+        return self._timed("ping", self.inner.ping())
 
     async def close(self) -> None:
         await self.inner.close()

@@ -144,16 +144,19 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise _error(exc) from exc
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, single: bool = False) -> T:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], *, single: bool = False) -> asyncio.Future[T]:
         """A write, applied by the writer thread in the next group commit (in a savepoint of its
-        own unless it is ``single``: one statement)."""
+        own unless it is ``single``: one statement); its outcome, to await.
+
+        A plain call that hands back the future: a write is one frame deep in its caller, not
+        three (each coroutine layer costs every write a frame to make and to resume)."""
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="starmap-sqlite-write", daemon=True)
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(fn, future, loop, single))
-        return await future
+        return future
 
     def _write_loop(self) -> None:
         conn = self._connect()
@@ -248,23 +251,23 @@ class SqliteStore:
         return _stored(partition_key, row_key, row[0], row[1])
 
     async def insert(self, table: str, entity: Entity) -> str:
-        [etag] = await self.batch(table, [Op("insert", entity)])
+        [etag] = await self._batch(table, [Op("insert", entity)])
         assert etag is not None
         return etag
 
     async def update(self, table: str, entity: Entity, etag: str) -> str:
-        [new_etag] = await self.batch(table, [Op("update", entity, etag)])
+        [new_etag] = await self._batch(table, [Op("update", entity, etag)])
         assert new_etag is not None
         return new_etag
 
     async def upsert(self, table: str, entity: Entity) -> str:
-        [etag] = await self.batch(table, [Op("upsert", entity)])
+        [etag] = await self._batch(table, [Op("upsert", entity)])
         assert etag is not None
         return etag
 
     async def delete(self, table: str, partition_key: str, row_key: str, etag: str | None = None) -> None:
         with contextlib.suppress(NotFound):  # as Azure's SDK: deleting what is gone is no error
-            await self.batch(table, [Op.delete(partition_key, row_key, etag)])
+            await self._batch(table, [Op.delete(partition_key, row_key, etag)])
 
     async def query(
         self,
@@ -302,6 +305,10 @@ class SqliteStore:
         return Page(items, token)
 
     async def batch(self, table: str, ops: Sequence[Op]) -> list[str | None]:
+        return await self._batch(table, ops)
+
+    def _batch(self, table: str, ops: Sequence[Op]) -> asyncio.Future[list[str | None]]:
+        """The batch checked (raising here, before anything is queued) and queued; its etags to await."""
         sql_table = self._table(table)
         prepared = list(zip(ops, check_batch(ops), strict=True))
 
@@ -342,7 +349,7 @@ class SqliteStore:
         def apply(conn: sqlite3.Connection) -> list[str | None]:
             return [apply_one(conn, op, e) for op, e in prepared]
 
-        return await self._write(apply, single=len(ops) == 1)
+        return self._write(apply, single=len(ops) == 1)
 
     async def count(self, table: str) -> int:
         sql_table = self._table(table)

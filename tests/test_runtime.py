@@ -12,7 +12,7 @@ import pytest
 
 from starmap.actors.cell import STOP, Envelope, Mailbox
 from starmap.actors.messages import Ask
-from starmap.actors.runtime import Actor, ActorSystem
+from starmap.actors.runtime import Actor, ActorSystem, each_outcome
 from starmap.errors import ActorStopped, Overloaded
 from starmap.settings import ActorSettings
 
@@ -164,8 +164,12 @@ async def test_a_full_mailbox_fails_fast(scheduler: aiojobs.Scheduler) -> None:
         ref.tell(Add(1))
     with pytest.raises(Overloaded):
         ref.tell(Add(1))
+    refused = ref.ask(Get())  # an ask is refused at its await, as any answer is, not at the call
     with pytest.raises(Overloaded):
-        await ref.ask(Get())
+        await refused
+    # So asks made together (a like's relations to its likers) each get an outcome.
+    outcomes = await each_outcome(ref.ask(Get()), ref.ask(Get()))
+    assert [type(o) for o in outcomes] == [Overloaded, Overloaded]
     assert await slow == 1
     assert await ref.ask(Get()) == 4  # the three that fitted, nothing more
     await system.stop()

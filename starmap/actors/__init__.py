@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import aiojobs
@@ -16,18 +17,20 @@ import attrs
 
 from ..errors import Overloaded, StorageUnavailable
 from ..events import Publisher
+from ..idempotency import Recorded
 from ..index import StarIndex
 from ..mirror import Mirror
 from ..redis import REDIS_ERRORS, RedisLink
 from ..relay import RedisRelay
 from ..settings import Settings
-from ..stars import Brightness, StarPartitions, star_from_entity
+from ..stars import Brightness, Star, StarPartitions, star_from_entity
 from ..storage import TABLES, TableStore, describe_store
 from ..users import user_from_entity
 from . import likes, popularity, ratelimit, registry, users
 from .messages import (
     Acquire,
     Forget,
+    Like,
     Liked,
     PopularCounts,
     RateDecision,
@@ -161,12 +164,17 @@ class Actors:
         await user_ref.ask(Ready(), timeout=LOAD_TIMEOUT)
         return actors
 
+    def decide_here(self, client: str) -> RateDecision | None:
+        """A like's rate decision for ``client`` when it is made in this process: without Redis
+        the limiter's state lives in this event loop and deciding never waits, so a message
+        (a mailbox, a task switch, a future) would buy nothing. None with Redis: ``acquire``."""
+        return self.limiter.decide_locally(client) if self.link is None else None
+
     async def acquire(self, client: str) -> RateDecision:
-        """A like's rate decision for ``client``. Without Redis a plain call: the limiter's
-        state lives in this event loop and deciding never waits, so a message (a mailbox,
-        a task switch, a future) would buy nothing. With Redis, a message to the limiter."""
-        if self.link is None:
-            return self.limiter.decide_locally(client)
+        """A like's rate decision for ``client``: made here, or asked of the limiter (Redis)."""
+        decision = self.decide_here(client)
+        if decision is not None:
+            return decision
         return await self.rate_limiter.ask(Acquire(client))
 
     def stars(self) -> StarIndex:
@@ -180,8 +188,17 @@ class Actors:
             return current
         return await self.popularity.ask(PopularCounts())
 
-    async def like_counter(self, star_id: str) -> ActorRef:
-        return await self.system.get(likes.KIND, star_id)
+    def like(self, star_id: str, like: Like) -> Awaitable[Star | Recorded]:
+        """Send ``like`` to its star's counter; the answer to await. A live counter (under
+        likes, nearly always) is reached without a coroutine of this one's; a passive one
+        is activated first."""
+        counter = self.system.live(likes.KIND, star_id)
+        if counter is not None:
+            return counter.ask(like)
+        return self._activate_and_like(star_id, like)
+
+    async def _activate_and_like(self, star_id: str, like: Like) -> Star | Recorded:
+        return await (await self.system.get(likes.KIND, star_id)).ask(like)
 
     def apply(self, topic: str, type_: str, data: dict[str, Any], meta: dict[str, Any], remote: bool) -> None:
         """Bring this replica's registries up to an event from the shared stream.

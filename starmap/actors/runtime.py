@@ -91,16 +91,27 @@ class ActorRef:
         """Send without waiting; ``Overloaded`` if the mailbox is full."""
         self._cell.put(Envelope(message))
 
-    async def ask(self, message: Ask[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
-        """Send and wait for the answer (or the exception the actor raised): an ``R``."""
+    def ask(self, message: Ask[R], *, timeout: float | None = None) -> Awaitable[R]:
+        """Send; the answer (or the exception the actor raised), an ``R``, to await.
+
+        A plain call handing back the answer's future: an ask costs no coroutine of its own
+        (asks are the hot path). A full mailbox or a stopped actor is an exception at the
+        await, as for any answer, never at the call."""
         if self._cell.stopped:  # passivated since this ref was taken: wake it again
-            self._cell = (await self._system.get(self.kind, self.key))._cell
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            return self._ask_again(message, timeout)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         deadline = time.monotonic() + (timeout or self._system.ask_timeout)
-        self._cell.put(Envelope(message, future, deadline))
+        try:
+            self._cell.put(Envelope(message, future, deadline))
+        except (Overloaded, ActorStopped) as exc:
+            future.set_exception(exc)
         # No timer per ask (the hot path): the actor checks the deadline when it gets to
         # the message; a cancelled asker (a client gone) leaves a future it skips.
-        return cast(R, await future)  # the actor answers an Ask[R] with an R
+        return future
+
+    async def _ask_again(self, message: Ask[R], timeout: float | None) -> R:  # noqa: ASYNC109
+        self._cell = (await self._system.get(self.kind, self.key))._cell
+        return await self.ask(message, timeout=timeout)
 
 
 class ActorSystem:
@@ -124,6 +135,11 @@ class ActorSystem:
 
     def register(self, kind: str, factory: Callable[[str], Actor]) -> None:
         self._factories[kind] = factory
+
+    def live(self, kind: str, key: str) -> ActorRef | None:
+        """The actor of that kind and key if it is live, else None: a lookup, no activation."""
+        cell = self._cells.get((kind, key))
+        return None if cell is None else ActorRef(self, cell)
 
     async def get(self, kind: str, key: str) -> ActorRef:
         """The actor of that kind and key, activated if it is not live."""

@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from ..backoff import Backoff
@@ -126,6 +126,18 @@ class LikeCounter(Actor):
         self.star, self.etag = star, stored.etag
 
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
+        for like in messages:
+            if like.intent is not None or like.user_id is not None:
+                return await self._receive_mixed(messages)
+        # Most likes name no user and carry no key: one commit, its star the answer to each.
+        try:
+            star = await self._commit(messages)
+        except Exception as exc:
+            return [exc] * len(messages)
+        return [star] * len(messages)
+
+    async def _receive_mixed(self, messages: Sequence[Any]) -> list[Any]:
+        """Likes some of which name a user (checked first) or carry a key (recorded with them)."""
         results: list[Any] = [None] * len(messages)
         counted: list[int] = []
         keys: set[str] = set()
@@ -141,7 +153,7 @@ class LikeCounter(Actor):
                 counted.append(i)
             except Exception as exc:  # each like its own answer: 404 for an unknown user
                 results[i] = exc
-        # Most likes carry no key: one group, without cutting it up.
+        # Without a key among them: one group, without cutting it up.
         groups = _groups(counted, lambda i: messages[i].intent is not None) if keys else [counted]
         for group in groups:
             await self._commit_group(messages, group, results)
@@ -211,7 +223,7 @@ class LikeCounter(Actor):
                     "star %s: liked by %s, but the relation was not recorded: %s", self.key, user_id, outcome
                 )
 
-    async def _commit(self, likes: list[Like]) -> Star:
+    async def _commit(self, likes: Sequence[Like]) -> Star:
         """One durable write for ``likes``; the new state. Nothing changes on failure.
 
         The likes that carry an Idempotency-Key have their answers recorded in the same
@@ -249,13 +261,18 @@ class LikeCounter(Actor):
             raise NotFound(f"no star {self.key!r}") from None  # deleted meanwhile
         finally:
             self.in_flight = 0
-        await self._announce(new, count)
+        self._announce(new, count)
         return new
 
-    async def _write(self, new: Star, intents: list[Intent]) -> str:
-        """The star's new state, with the records of its keyed likes; the star's new ETag."""
+    def _write(self, new: Star, intents: list[Intent]) -> Awaitable[str]:
+        """The star's new state, with the records of its keyed likes; the star's new ETag, to await.
+
+        A plain like's write is the store's own awaitable: no coroutine layer of this one's."""
         if not intents:
-            return await self.store.update(STARS, star_to_entity(new, self.partition), self.etag)
+            return self.store.update(STARS, star_to_entity(new, self.partition), self.etag)
+        return self._write_recorded(new, intents)
+
+    async def _write_recorded(self, new: Star, intents: list[Intent]) -> str:
         answer = self.views.liked(new)
         records = [record_op(self.partition, self.key, i, answer, new.last_liked) for i in intents]
         etag = (
@@ -276,7 +293,7 @@ class LikeCounter(Actor):
                     raise
                 await asyncio.sleep(0.1)
 
-    async def _announce(self, star: Star, count: int) -> None:
+    def _announce(self, star: Star, count: int) -> None:
         """After a durable write: the index, popularity, and one conflated update event.
 
         The likes are committed by now, so nothing here may turn them into a 503: a busy

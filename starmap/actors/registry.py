@@ -64,7 +64,7 @@ class StarRegistry(Actor):
     """
 
     kind = KIND
-    batchable = (CreateStar,)
+    batchable = (StarChanged, CreateStar)
 
     def __init__(
         self,
@@ -124,16 +124,6 @@ class StarRegistry(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
-            # First: every like sends one (the cases are tried in order).
-            case StarChanged(star, upsert):
-                current = self.index.get(star.id)
-                if current is None:
-                    if upsert:
-                        self.index.add(star)
-                elif current.created_at != star.created_at or star.likes >= current.likes:
-                    # Likes only grow: an older state arriving late never overwrites a newer one.
-                    self.index.replace(star)
-                return None
             case GetStar(star_id):
                 return await self._find(star_id)
             case ActiveStars(since):
@@ -176,12 +166,39 @@ class StarRegistry(Actor):
             raise NotFound(f"no star {star_id!r}")
         return found
 
+    def _changed(self, star: Star, upsert: bool) -> None:
+        current = self.index.get(star.id)
+        if current is None:
+            if upsert:
+                self.index.add(star)
+        elif current.created_at != star.created_at or star.likes >= current.likes:
+            # Likes only grow: an older state arriving late never overwrites a newer one.
+            self.index.replace(star)
+
     async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
-        """Create stars: ids checked in order, written together, indexed and announced in order."""
+        """Index updates and creates, in order. Every like sends an update (a tell): a run of
+        them is applied in one pass, no coroutine each. Creates that come together are
+        written together (``_create``)."""
         results: list[Any] = [None] * len(messages)
+        creates: list[int] = []
+        for i, message in enumerate(messages):
+            if type(message) is StarChanged:
+                if creates:  # what came before it first
+                    await self._create(messages, creates, results)
+                    creates = []
+                self._changed(message.star, message.upsert)
+            else:
+                creates.append(i)
+        if creates:
+            await self._create(messages, creates, results)
+        return results
+
+    async def _create(self, messages: Sequence[Any], indexes: list[int], results: list[Any]) -> None:
+        """Create stars: ids checked in order, written together, indexed and announced in order."""
         planned: list[tuple[int, CreateStar, str]] = []
         claimed: set[str] = set()
-        for i, cmd in enumerate(messages):
+        for i in indexes:
+            cmd = messages[i]
             star_id = cmd.id or (cmd.intent.derived_id() if cmd.intent else str(uuid.uuid4()))
             # A keyed create whose star exists may be its own retry: its record says (in _write).
             if (star_id in self.index and cmd.intent is None) or star_id in claimed:
@@ -196,7 +213,6 @@ class StarRegistry(Actor):
                 if cmd.intent is not None:  # the answer recorded with it
                     outcome = self.views.star_created(outcome)
             results[i] = outcome
-        return results
 
     async def _recorded(self, cmd: CreateStar, star_id: str) -> Recorded | None:
         if cmd.intent is None:

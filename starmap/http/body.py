@@ -40,6 +40,8 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
             raw = await _read_within(request, request.app[SETTINGS].server.body_timeout)
     except RequestPayloadError:  # e.g. a body that is not what its Content-Encoding says
         raise web.HTTPBadRequest(text="the body could not be read as its headers describe it") from None
+    if raw == b"{}":  # a plain like's whole body: nothing to decode
+        return {}
     if not raw.strip():
         if optional:
             return {}

@@ -338,32 +338,28 @@ def _rate_headers(decision: RateDecision) -> dict[str, str]:
 async def like_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
     key = idempotency_key(request)
-    with held(request, key, "like", star_id):
-        return await _like(request, star_id, key)
-
-
-async def _like(request: web.Request, star_id: str, key: str | None) -> web.Response:
-    body = await load_body(request, LikeIn, converter, optional=True)
-    # Most likes carry no key: their body is not unstructured again for nothing.
-    intent = (
-        intent_of(request, "like", key, star_id, converter.unstructure(body)) if key is not None else None
-    )
-    actors = request.app[ACTORS]
-    client = client_identity(request)
-    decision = actors.decide_here(client)  # without Redis (the like's hot path): no await
-    if decision is None:
-        decision = await actors.acquire(client)
-    headers = _rate_headers(decision)
-    if not decision.allowed:
-        request.app[METRICS].rate_limited.inc()
-        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-        period = request.app[SETTINGS].rate_limit.seconds
-        detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
-        return problem(429, detail, headers=headers)
-    star = await actors.like(star_id, Like(user_id=body.user_id, intent=intent))
-    if isinstance(star, Recorded):
-        return recorded_response(star, headers)
-    return json_response(like_json(star, request.app[BRIGHTNESS], time.time()), headers=headers)
+    with held(request, key, "like", star_id):  # the whole answer in this one coroutine: the hot path
+        body = await load_body(request, LikeIn, converter, optional=True)
+        # Most likes carry no key: their body is not unstructured again for nothing.
+        intent = (
+            intent_of(request, "like", key, star_id, converter.unstructure(body)) if key is not None else None
+        )
+        actors = request.app[ACTORS]
+        client = client_identity(request)
+        decision = actors.decide_here(client)  # without Redis (the like's hot path): no await
+        if decision is None:
+            decision = await actors.acquire(client)
+        headers = _rate_headers(decision)
+        if not decision.allowed:
+            request.app[METRICS].rate_limited.inc()
+            headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+            period = request.app[SETTINGS].rate_limit.seconds
+            detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
+            return problem(429, detail, headers=headers)
+        star = await actors.like(star_id, Like(user_id=body.user_id, intent=intent))
+        if isinstance(star, Recorded):
+            return recorded_response(star, headers)
+        return json_response(like_json(star, request.app[BRIGHTNESS], time.time()), headers=headers)
 
 
 SINCE: Final = Param(

@@ -123,3 +123,51 @@ def test_buffered_lines_are_written_within_the_interval_warnings_at_once_and_aft
         handler.close()
     handler.write_line("late\n")  # no thread flushes after close: written at once
     assert stream.getvalue() == "info\nwarning\nlate\n"
+
+
+def test_a_deferred_access_line_is_made_at_the_flush_in_order_as_the_formatter_makes_it() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=60)  # only the explicit flushes below
+    sink = AccessSink(handler, True, RedactSecrets([SECRET]))
+    created = 1_795_000_000.123456
+    parts = (
+        "aiohttp.access",
+        "POST",
+        f"/leak/{SECRET}\u2028",
+        200,
+        0.00123,
+        "127.0.0.1",
+        57,
+        "abc-1",
+        created,
+    )
+    try:
+        handler.write_line("before\n")
+        handler.write_later(sink.access_line, parts, 200)
+        assert stream.getvalue() == ""  # queued as its parts, not made
+        handler.write_line("after\n")
+        handler.flush()
+        before, made, after = stream.getvalue().splitlines()
+        assert (before, after) == ("before", "after")
+        record = logging.LogRecord(
+            "aiohttp.access", logging.INFO, "", 0, "%s", (f"POST /leak/{SECRET}\u2028 200 1.2ms",), None
+        )
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        fields = {"method": "POST", "path": f"/leak/{SECRET}\u2028", "status": 200, "duration_ms": 1.23,
+                  "remote": "127.0.0.1", "bytes": 57, "request_id": "abc-1"}  # fmt: skip
+        for name, value in fields.items():
+            setattr(record, name, value)
+        RedactSecrets([SECRET]).filter(record)
+        assert made == JsonFormatter().format(record)  # secrets out, U+2028 escaped: one line
+
+        def broken() -> str:
+            raise RuntimeError("no line\nhere")
+
+        handler.write_later(broken, (), 200)
+        handler.write_line("still\n")
+        handler.flush()
+        failed, still = stream.getvalue().splitlines()[3:]
+        assert orjson.loads(failed)["level"] == "ERROR" and "no line" in orjson.loads(failed)["message"]
+        assert still == "still"  # one line that cannot be made loses nothing else
+    finally:
+        handler.close()

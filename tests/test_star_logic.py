@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from starmap.actors.popularity import PopularityTracker
 from starmap.errors import ValidationFailed
 from starmap.http.body import structure
 from starmap.http.schemas import StarIn, converter
@@ -197,3 +198,23 @@ def test_client_address_reads_forwarded_for_from_the_right() -> None:
     assert client_address("10.0.0.2", ["10.0.0.9"], proxies) == "10.0.0.9"  # only proxies
     assert client_address("10.0.0.2", ["not-an-ip"], proxies) == "not-an-ip"
     assert client_address(None, ["1.1.1.1"], proxies) == "unknown"
+
+
+def test_popular_stars_are_a_new_set_when_one_joins_or_leaves_and_counts_update_in_place() -> None:
+    now = 1_000_000.0
+    tracker = PopularityTracker("local", window=3600, threshold=3, clock=lambda: now)
+    assert tracker.count_likes("a", 2, now) is False
+    assert tracker.count_likes("a", 1, now) is True
+    first = tracker.current()
+    assert first == {"a": 3}
+    # Liked again, still popular: the same set, its count up (no copy of every popular star).
+    assert tracker.count_likes("a", 4, now) is True
+    assert tracker.current() is first and first == {"a": 7}
+    # Another star joins: a new set; whoever holds the old one still sees a whole one.
+    tracker.count_likes("b", 3, now)
+    second = tracker.current()
+    assert second is not first and second == {"a": 7, "b": 3} and first == {"a": 7}
+    # Likes slide out of the window: a new set without them.
+    now += 3600 + 60
+    tracker.count_likes("b", 1, now)
+    assert tracker.current() == {} and second == {"a": 7, "b": 3}

@@ -40,7 +40,9 @@ class PopularityTracker(Actor):
         self.clock = clock
         self.counts: dict[str, collections.OrderedDict[int, int]] = {}
         # The published read model: popular stars → likes in the window, as of `popular_slot`.
-        # Replaced, never mutated, so readers outside this actor always see a whole one.
+        # Replaced whenever a star joins or leaves it, so readers outside this actor always
+        # see a whole set (the list cache compares sets by identity); a member's count is
+        # updated in place (a copy per like of a popular star cost O(popular stars)).
         self.popular: dict[str, int] = {}
         self.popular_slot = -1
 
@@ -97,11 +99,16 @@ class PopularityTracker(Actor):
         if self.popular_slot != int(self.clock() // self.width):
             self._recompute()  # the window slid: everything may have changed
             return
-        popular = dict(self.popular)
+        popular = self.popular
         if total >= self.threshold:
-            popular[star_id] = total
+            if star_id in popular:  # the same members: a count, in place
+                popular[star_id] = total
+                return
+            popular = {**popular, star_id: total}
+        elif star_id in popular:
+            popular = {sid: n for sid, n in popular.items() if sid != star_id}
         else:
-            popular.pop(star_id, None)
+            return
         self.popular = popular
 
     def _oldest(self, now: float) -> int:

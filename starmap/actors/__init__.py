@@ -181,6 +181,11 @@ class Actors:
         """The registry's index, to read (never to change) outside the registry."""
         return self.star_registry.index
 
+    def popular_now(self) -> dict[str, int] | None:
+        """Popular stars → likes in the window: the tracker's read model while it is current
+        (nearly always: a plain read, nothing to await); None when it is stale (``popular``)."""
+        return self.tracker.current()
+
     async def popular(self) -> dict[str, int]:
         """Popular stars → likes in the window: the tracker's read model, or an ask if stale."""
         current = self.tracker.current()

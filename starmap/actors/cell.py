@@ -152,10 +152,13 @@ class Cell:
         return time.monotonic() - self.last_active
 
     async def _handle(self, envelopes: list[Envelope]) -> None:
-        """Handle in order; runs of batchable messages go to ``receive_batch`` together."""
+        """Handle in order; runs of batchable messages go to ``receive_batch`` together.
+
+        The groups are formed first and handled in this one coroutine: no coroutine of
+        its own per group (a like counter's batch is one group, every like pays it)."""
         now = time.monotonic()
         batchable = self.actor.batchable
-        run: list[Envelope] = []  # consecutive batchable messages, handled as one
+        groups: list[tuple[list[Envelope], bool]] = []  # consecutive batchable messages: one group
         for envelope in envelopes:
             reply_to = envelope.reply_to
             if reply_to is not None and reply_to.cancelled():  # the asker is gone
@@ -163,35 +166,23 @@ class Cell:
             if envelope.deadline < now:
                 self._reply(envelope, Overloaded(f"{self.kind}/{self.actor.key} did not get to it in time"))
                 continue
-            if batchable and isinstance(envelope.message, batchable):
-                run.append(envelope)
-                continue
-            if run:
-                await self._handle_group(run, batch=True)
-                run = []
-            await self._handle_group([envelope], batch=False)
-        if run:  # the last run (an actor that batches all it gets, a like counter: the only one)
-            try:  # handled here, not in _handle_group: one coroutine fewer for every like
-                results: list[Any] = await self.actor.receive_batch([e.message for e in run])
-            except Exception as exc:
-                results = [exc] * len(run)
-            self._answer(run, results)
-
-    async def _handle_group(self, group: list[Envelope], *, batch: bool) -> None:
-        try:
-            if batch:
-                results: list[Any] = await self.actor.receive_batch([e.message for e in group])
+            batch = bool(batchable) and isinstance(envelope.message, batchable)
+            if batch and groups and groups[-1][1]:
+                groups[-1][0].append(envelope)
             else:
-                results = [await self.actor.receive(group[0].message)]
-        except Exception as exc:
-            results = [exc] * len(group)
-        self._answer(group, results)
-
-    def _answer(self, group: list[Envelope], results: list[Any]) -> None:
-        for envelope, result in zip(group, results, strict=True):
-            self._reply(envelope, result)
-        self.processed += len(group)
-        self.last_active = time.monotonic()
+                groups.append(([envelope], batch))
+        for group, batch in groups:
+            try:
+                if batch:
+                    results: list[Any] = await self.actor.receive_batch([e.message for e in group])
+                else:
+                    results = [await self.actor.receive(group[0].message)]
+            except Exception as exc:
+                results = [exc] * len(group)
+            for envelope, result in zip(group, results, strict=True):
+                self._reply(envelope, result)
+            self.processed += len(group)
+            self.last_active = time.monotonic()
 
     def _reply(self, envelope: Envelope, result: Any) -> None:
         failed = isinstance(result, BaseException)

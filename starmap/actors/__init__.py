@@ -171,10 +171,8 @@ class Actors:
         return self.limiter.decide_locally(client) if self.link is None else None
 
     async def acquire(self, client: str) -> RateDecision:
-        """A like's rate decision for ``client``: made here, or asked of the limiter (Redis)."""
-        decision = self.decide_here(client)
-        if decision is not None:
-            return decision
+        """A like's rate decision for ``client``, asked of the limiter: with Redis, the shared
+        one (its own local decision while the link is down). Without Redis, ``decide_here``."""
         return await self.rate_limiter.ask(Acquire(client))
 
     def stars(self) -> StarIndex:
@@ -188,7 +186,7 @@ class Actors:
 
     async def popular(self) -> dict[str, int]:
         """Popular stars → likes in the window: the tracker's read model, or an ask if stale."""
-        current = self.tracker.current()
+        current = self.popular_now()
         if current is not None:
             return current
         return await self.popularity.ask(PopularCounts())

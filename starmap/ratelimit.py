@@ -9,14 +9,12 @@ interval, and a client needs no state once ``tat <= now``.
 from __future__ import annotations
 
 import math
-
-import attrs
+from typing import NamedTuple
 
 __all__ = ("Verdict", "gcra")
 
 
-@attrs.frozen
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: made on every like, at half an attrs class's cost
     allowed: bool
     tat: float  # the client's new TAT (unchanged when refused)
     remaining: int

@@ -8,7 +8,7 @@ are told (fire and forget).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import attrs
 
@@ -187,8 +187,7 @@ class Forget:
 # -- rate limiter ------------------------------------------------------------------
 
 
-@attrs.frozen
-class RateDecision:
+class RateDecision(NamedTuple):  # a tuple: made on every like, at half an attrs class's cost
     allowed: bool
     limit: int
     remaining: int

@@ -262,6 +262,8 @@ def check_entity(entity: Entity) -> dict[str, Any]:
 def check_batch(ops: Sequence[Op]) -> list[dict[str, Any]]:
     """Refuse what an Azure transaction refuses, before anything is sent; each op's entity,
     checked, as a plain dict (what ``check_entity`` gives; a delete's keys only checked)."""
+    if len(ops) == 1:  # a single write (most are): no partition or key to compare
+        return [_check_op(ops[0])]
     if not ops:
         raise ValueError("an empty batch")
     if len(ops) > MAX_BATCH:
@@ -272,14 +274,14 @@ def check_batch(ops: Sequence[Op]) -> list[dict[str, Any]]:
     rows = [op.entity.get("RowKey") for op in ops]
     if len(set(rows)) != len(rows):
         raise ValueError("a batch may touch each entity only once")
-    checked = []
-    for op in ops:
-        if op.kind == "delete":
-            check_key(op.entity.get("PartitionKey"), "PartitionKey")
-            check_key(op.entity.get("RowKey"), "RowKey")
-            checked.append(dict(op.entity))
-        else:
-            checked.append(check_entity(op.entity))
-        if op.kind == "update" and not op.etag:
-            raise ValueError("an update needs the ETag it expects")
-    return checked
+    return [_check_op(op) for op in ops]
+
+
+def _check_op(op: Op) -> dict[str, Any]:
+    if op.kind == "delete":
+        check_key(op.entity.get("PartitionKey"), "PartitionKey")
+        check_key(op.entity.get("RowKey"), "RowKey")
+        return dict(op.entity)
+    if op.kind == "update" and not op.etag:
+        raise ValueError("an update needs the ETag it expects")
+    return check_entity(op.entity)

@@ -24,9 +24,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
-import attrs
 import orjson
 
 from ..batching import take_batch
@@ -50,8 +49,7 @@ FILE_NAME: Final = "starmap.sqlite3"
 MAX_GROUP: Final = 512  # writes at most in one transaction
 
 
-@attrs.frozen
-class _Job:
+class _Job(NamedTuple):  # a tuple: one per write, at half an attrs class's cost
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop

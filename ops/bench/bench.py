@@ -262,8 +262,9 @@ def scenario_get(mode: Mode, seconds: int, runs: int = 1) -> dict[str, Any]:
 # -- instructions: callgrind counts, not seconds ------------------------------------------
 # Wall-clock ratios on these shared machines drift by a tenth between runs, and the machine
 # itself has been three times faster one day than the next. Instructions executed per request
-# (every thread of the server, under the same wrk load) repeat within half a percent, so a
-# change of a few percent shows. They are a proxy: a syscall's kernel time is not counted.
+# (every thread of the server, under the same wrk load) repeat within a few percent (a like's
+# within ~3 %; one get run in four read 13 % high), so run each side twice and a change of a
+# few percent shows. They are a proxy: a syscall's kernel time is not counted.
 
 # vgdb (which callgrind_control talks through) names its pipes after the user and the host,
 # read from the environment on both sides.

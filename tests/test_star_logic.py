@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from starmap.actors.popularity import PopularityTracker
+from starmap.actors.ratelimit import RateLimiter
 from starmap.errors import ValidationFailed
 from starmap.http.body import structure
 from starmap.http.schemas import StarIn, converter
@@ -218,3 +219,48 @@ def test_popular_stars_are_a_new_set_when_one_joins_or_leaves_and_counts_update_
     now += 3600 + 60
     tracker.count_likes("b", 1, now)
     assert tracker.current() == {} and second == {"a": 7, "b": 3}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def local_limiter(limit: int, period: float, max_clients: int) -> tuple[RateLimiter, FakeClock]:
+    clock = FakeClock()
+    return RateLimiter("local", limit=limit, period=period, max_clients=max_clients, clock=clock), clock
+
+
+def test_the_local_limiter_allows_the_limit_then_refuses_until_an_interval_passes() -> None:
+    limiter, clock = local_limiter(3, 60.0, 100)
+    decisions = [limiter.decide_locally("a") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert decisions[-1].retry_after == pytest.approx(20.0)
+    assert limiter.decide_locally("b").allowed  # per client
+    clock.now += 20.0
+    assert limiter.decide_locally("a").allowed
+    assert not limiter.decide_locally("a").allowed
+
+
+def test_the_local_limiter_forgets_clients_whose_quota_is_back() -> None:
+    limiter, clock = local_limiter(10, 1.0, 100)
+    for client in ("a", "b", "c"):
+        limiter.decide_locally(client)
+    assert limiter.state()["local_clients"] == 3
+    clock.now += 2.0  # every TAT has passed: nothing to remember
+    limiter.decide_locally("d")
+    assert limiter.state()["local_clients"] == 1
+
+
+def test_the_local_limiter_remembers_at_most_max_clients_the_least_recently_allowed_go_first() -> None:
+    limiter, _ = local_limiter(1, 60.0, 2)
+    assert limiter.decide_locally("a").allowed
+    assert limiter.decide_locally("b").allowed
+    assert limiter.decide_locally("c").allowed  # "a" is forgotten to make room
+    assert limiter.state()["local_clients"] == 2
+    assert not limiter.decide_locally("b").allowed and not limiter.decide_locally("c").allowed
+    assert limiter.decide_locally("a").allowed  # forgotten: it can only gain from that

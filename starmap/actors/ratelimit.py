@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -34,6 +35,7 @@ local remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
 return {1, remaining, tostring(new_tat - now), '0'}
 """
 KEY: Final = "local"
+EXPIRE_EVERY: Final = 1.0  # seconds between passes that forget clients whose quota is back
 
 
 class RateLimiter(Actor):
@@ -64,6 +66,7 @@ class RateLimiter(Actor):
         # when the table is full the least recently allowed client is forgotten (it
         # can only gain from that, and only if it comes back within one period).
         self.tats: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._next_expiry = -math.inf
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -80,13 +83,18 @@ class RateLimiter(Actor):
         """This process's decision (synchronous: the facade calls it directly without Redis)."""
         self.local_decisions += 1
         now = self.clock()
-        self._expire(now)
-        verdict = gcra(self.tats.get(client, now), now, limit=self.limit, period=self.period)
+        # Forgetting is for memory only: a TAT that has passed decides as no TAT at all. So a
+        # pass a second, not one per decision (every like makes one).
+        if now >= self._next_expiry:
+            self._expire(now)
+            self._next_expiry = now + EXPIRE_EVERY
+        tats = self.tats
+        verdict = gcra(tats.get(client, now), now, limit=self.limit, period=self.period)
         if verdict.allowed:
-            self.tats[client] = verdict.tat
-            self.tats.move_to_end(client)
-            while len(self.tats) > self.max_clients:
-                self.tats.popitem(last=False)
+            tats[client] = verdict.tat
+            tats.move_to_end(client)
+            while len(tats) > self.max_clients:
+                tats.popitem(last=False)
         return RateDecision(
             verdict.allowed, self.limit, verdict.remaining, verdict.reset, verdict.retry_after
         )

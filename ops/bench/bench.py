@@ -270,6 +270,7 @@ def scenario_get(mode: Mode, seconds: int, runs: int = 1) -> dict[str, Any]:
 # read from the environment on both sides.
 _VGDB_ENV = {"USER": os.environ.get("USER") or "root", "LOGNAME": os.environ.get("LOGNAME") or "root",
              "HOSTNAME": os.uname().nodename, "HOST": os.uname().nodename}  # fmt: skip
+_HERE_WITH_VGDB = {**os.environ, **_VGDB_ENV}  # this process's environment, for bare and callgrind_control
 
 
 def _callgrind(out: Path) -> list[str]:
@@ -295,11 +296,16 @@ def _counted(pid: int, out: Path, load: Callable[[str], dict[str, Any]], url: st
     thread and the rest."""
     for stale in out.parent.glob(out.name + ".*"):
         stale.unlink()
-    control = {**os.environ, **_VGDB_ENV}
-    subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True, env=control)
+    subprocess.run(
+        ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True, env=_HERE_WITH_VGDB
+    )
     result = load(url)
-    subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True, env=control)
-    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True, env=control)
+    subprocess.run(
+        ["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True, env=_HERE_WITH_VGDB
+    )
+    subprocess.run(
+        ["callgrind_control", "-d", str(pid)], check=True, capture_output=True, env=_HERE_WITH_VGDB
+    )
     threads: dict[str, int] = {}
     for dump in sorted(out.parent.glob(out.name + ".*-*")):  # <out>.<dump>-<thread>
         totals = re.search(r"^totals: (\d+)$", dump.read_text(errors="replace"), re.MULTILINE)
@@ -338,7 +344,7 @@ def scenario_instructions(mode: Mode, seconds: int) -> dict[str, Any]:
         server.stop(timeout=60)
     port = free_port()
     command = [*_callgrind(work / "bare.out"), sys.executable, str(HERE / "bare.py"), str(port)]
-    bare = subprocess.Popen(command, env={**os.environ, **_VGDB_ENV}, stderr=subprocess.DEVNULL)
+    bare = subprocess.Popen(command, env=_HERE_WITH_VGDB, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, bare, 300, "bare aiohttp under callgrind")
         for name, load in loads.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import zlib
@@ -138,6 +137,9 @@ class Star:
     last_liked: float
     user_id: str | None = None
     batches: tuple[str, ...] = ()
+    # ``digest``, once computed. Not a ``functools.cached_property``: on a slotted class attrs
+    # gives that a ``__getattr__``, which makes every attribute of every star a slow lookup.
+    _digest: int | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def with_likes(self, model: Brightness, count: int, now: float, batch_id: str) -> Star:
         # The constructor itself: attrs.evolve reads every field by name first (every like pays it).
@@ -148,7 +150,7 @@ class Star:
             (*self.batches, batch_id)[-RECENT_BATCHES:],
         )  # fmt: skip
 
-    @functools.cached_property
+    @property
     def digest(self) -> int:
         """64 bits that change exactly when what a client sees of the star changes, on any replica.
 
@@ -156,9 +158,13 @@ class Star:
         digest stays put while the star fades (a weak validator's promise). Kept once computed:
         a star is immutable, and every conditional read of it asks again.
         """
-        state = (self.id, self.x, self.y, self.message, self.b0, self.t0, self.likes, self.created_at,
-                 self.last_liked, self.user_id)  # fmt: skip
-        return int.from_bytes(hashlib.blake2b(orjson.dumps(state), digest_size=8).digest(), "big")
+        digest = self._digest
+        if digest is None:
+            state = (self.id, self.x, self.y, self.message, self.b0, self.t0, self.likes, self.created_at,
+                     self.last_liked, self.user_id)  # fmt: skip
+            digest = int.from_bytes(hashlib.blake2b(orjson.dumps(state), digest_size=8).digest(), "big")
+            object.__setattr__(self, "_digest", digest)  # frozen for everyone else
+        return digest
 
 
 def star_to_entity(star: Star, partition: str | None = None) -> dict[str, Any]:

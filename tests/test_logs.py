@@ -52,6 +52,21 @@ def test_the_fast_access_line_is_the_formatters_line(json: bool, path: str) -> N
     assert SECRET not in sink.line("aiohttp.access", message, fields, created)
 
 
+@pytest.mark.parametrize("json", [True, False], ids=["json", "text"])
+def test_the_access_lines_time_is_the_formatters_from_line_to_line(json: bool) -> None:
+    """The stamp's date and time of day are kept for a second, its milliseconds for one: lines
+    in the same millisecond, the next one, the next second and an earlier one all read as the
+    formatter writes them."""
+    sink = AccessSink(BufferedStreamHandler(io.StringIO()), json, RedactSecrets([]))
+    formatter = JsonFormatter() if json else TextFormatter("%(asctime)s %(message)s")
+    for created in (1_795_000_000.1231, 1_795_000_000.1234, 1_795_000_000.9991, 1_795_000_001.0004,
+                    1_795_000_061.5, 1_795_000_000.25):  # fmt: skip
+        record = logging.LogRecord("aiohttp.access", logging.INFO, "", 0, "m", None, None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        written = orjson.loads(formatter.format(record))["time"] if json else formatter.format(record)[:23]
+        assert sink.stamp(created) == written
+
+
 @pytest.mark.parametrize(
     ("method", "status", "seconds", "always"),
     [("GET", 200, 0.01, False), ("HEAD", 304, 0.01, False), ("OPTIONS", 204, 0.01, False),

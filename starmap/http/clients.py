@@ -55,6 +55,8 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], proxies: Sequ
     """The client: the right-most address that is not a trusted proxy (the peer first)."""
     if not peer:
         return UNKNOWN
+    if not proxies:  # the peer is the client (every like asks: no hop list, no proxy test)
+        return _name(peer)
     here = _address(peer)
     if not _trusted(here, proxies):
         return _name(peer)

@@ -318,7 +318,8 @@ async def delete_star(request: web.Request) -> web.Response:
 def client_identity(request: web.Request) -> str:
     """The client behind any trusted proxies (see ``starmap.http.clients``)."""
     proxies = request.app[SETTINGS].server.trusted_proxies
-    return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), proxies)
+    forwarded = request.headers.getall("X-Forwarded-For", ()) if proxies else ()  # read only behind ours
+    return client_address(request.remote, forwarded, proxies)
 
 
 def _rate_headers(decision: RateDecision) -> dict[str, str]:

@@ -113,13 +113,17 @@ class Brightness:
     def from_settings(cls, settings: StarSettings) -> Brightness:
         return cls(settings.brightness_half_life, settings.like_boost, settings.min_brightness)
 
+    # Comparisons, not max() and min(): each builtin call parses its arguments as a tuple, and
+    # every like computes a brightness three times (every star in a list rendered, once).
     def at(self, b0: float, t0: float, now: float) -> float:
-        elapsed = max(0.0, now - t0)
-        return max(self.floor, b0 * math.pow(2.0, -elapsed / self.half_life))
+        elapsed = now - t0
+        value = b0 * math.pow(2.0, -elapsed / self.half_life) if elapsed > 0.0 else b0
+        return value if value > self.floor else self.floor
 
     def liked(self, b0: float, t0: float, now: float, count: int = 1) -> float:
         """The new ``b0`` (at ``t0 = now``) after ``count`` likes at once."""
-        return min(MAX_BRIGHTNESS, self.at(b0, t0, now) + self.boost * count)
+        value = self.at(b0, t0, now) + self.boost * count
+        return value if value < MAX_BRIGHTNESS else MAX_BRIGHTNESS
 
 
 @attrs.frozen(slots=True)

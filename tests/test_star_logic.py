@@ -52,6 +52,11 @@ class TestBrightness:
     def test_a_clock_behind_t0_does_not_brighten(self) -> None:
         assert MODEL.at(60, 100, 50) == 60
 
+    def test_never_under_the_floor_even_at_t0(self) -> None:
+        assert MODEL.at(10, 50, 50) == 20
+        assert MODEL.at(10, 100, 50) == 20
+        assert MODEL.liked(0, 0, 0) == 40  # the floor, then the boost
+
 
 class TestGcra:
     def test_allows_limit_then_refuses_with_retry_after(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
+import random
 from typing import Any
 
 import aiohttp
@@ -15,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from starmap.http.representation import chosen_coding
+from starmap.http.views import rounded
 from starmap.keys import LIST_CACHE
 
 from .conftest import MakeClient, MakeProcess
@@ -267,3 +270,16 @@ def test_the_index_digest_kept_through_changes_is_the_one_computed_anew() -> Non
     fresh = StarIndex(list(kept))
     assert kept.digest == fresh.digest != before
     assert StarIndex(stars).digest == before  # the same stars, the same digest
+
+
+def test_rounded_is_round_to_six_decimals_and_keeps_what_is_not_finite() -> None:
+    """The views' rounding agrees with ``round(value, 6)`` on brightness values (200,000 drawn
+    from its range), and passes NaN and the infinities through as ``round`` does."""
+    rng = random.Random(17)
+    for _ in range(200_000):
+        value = rng.uniform(0.0, 100.0)
+        assert rounded(value) == round(value, 6)
+    assert rounded(100.0) == 100.0 and rounded(20.0) == 20.0 and rounded(0.0) == 0.0
+    assert rounded(math.inf) == math.inf and rounded(-math.inf) == -math.inf
+    assert math.isnan(rounded(math.nan))
+    assert rounded(1e300) == 1e300

@@ -13,7 +13,7 @@ from ..stars import Star
 from .jsonio import json_response
 from .openapi import PROBLEM_SCHEMA as P
 from .openapi import doc
-from .views import star_json
+from .views import rounded, star_json
 
 __all__ = ("active_stars", "actor", "actors", "add_test_star", "cache_stats", "table_info")
 
@@ -60,7 +60,7 @@ async def active_stars(request: web.Request) -> web.Response:
                     "id": s.id,
                     "last_liked": s.last_liked,
                     "seconds_ago": round(now - s.last_liked, 3),
-                    "brightness": round(model.at(s.b0, s.t0, now), 6),
+                    "brightness": rounded(model.at(s.b0, s.t0, now)),
                     "likes": s.likes,
                 }
                 for s in stars

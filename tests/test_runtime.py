@@ -210,6 +210,30 @@ async def test_batchable_messages_that_queue_together_form_one_batch(scheduler: 
     await system.stop()
 
 
+class Miscounts(Counter):
+    """Answers a batch of more than one with one answer too few: a bug in an actor."""
+
+    async def receive_batch(self, messages: Sequence[Any]) -> list[Any]:
+        answers = await super().receive_batch(messages)
+        return answers[:-1] if len(answers) > 1 else answers
+
+
+async def test_a_batch_answered_with_the_wrong_count_fails_each_asker_and_the_actor_goes_on(
+    scheduler: aiojobs.Scheduler,
+) -> None:
+    system = ActorSystem(scheduler, **TUNING)
+    system.register("counter", lambda key: Miscounts(key, []))
+    ref = await system.get("counter", "m")
+    first = asyncio.ensure_future(ref.ask(Batched(1)))
+    await asyncio.sleep(0)  # the first batch starts alone; the next three queue together
+    rest = [asyncio.ensure_future(ref.ask(Batched(v))) for v in (2, 3, 4)]
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert results[0] == 10
+    assert all(isinstance(r, RuntimeError) and "2 answers to 3 messages" in str(r) for r in results[1:])
+    assert await ref.ask(Batched(5)) == 50  # the actor still runs
+    await system.stop()
+
+
 async def test_idle_actors_are_passivated_and_come_back(scheduler: aiojobs.Scheduler) -> None:
     log: list[str] = []
     system = make_system(scheduler, log, idle=0.05)

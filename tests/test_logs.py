@@ -29,6 +29,16 @@ TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 SECRET = "a-secret-admin-key-of-thirty-two-chars"
 
 
+def access_record(created: float, message: str, fields: dict[str, object] | None = None) -> logging.LogRecord:
+    """An INFO record of aiohttp's access logger written at ``created`` (its milliseconds as
+    logging derives them), with ``fields`` as its `extra`."""
+    record = logging.LogRecord("aiohttp.access", logging.INFO, "", 0, "%s", (message,), None)
+    record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+    for name, value in (fields or {}).items():
+        setattr(record, name, value)
+    return record
+
+
 @pytest.mark.parametrize("json", [True, False], ids=["json", "text"])
 @pytest.mark.parametrize(
     "path",
@@ -42,10 +52,7 @@ def test_the_fast_access_line_is_the_formatters_line(json: bool, path: str) -> N
               "bytes": 57, "request_id": "abc-1"}  # fmt: skip
     message = f"POST {path} 200 1.2ms"
     created = 1_795_000_000.123456
-    record = logging.LogRecord("aiohttp.access", logging.INFO, "", 0, "%s", (message,), None)
-    record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
-    for name, value in fields.items():
-        setattr(record, name, value)
+    record = access_record(created, message, fields)
     redact.filter(record)
     formatter = JsonFormatter() if json else TextFormatter(TEXT)
     assert sink.line("aiohttp.access", message, fields, created) == formatter.format(record)
@@ -61,8 +68,7 @@ def test_the_access_lines_time_is_the_formatters_from_line_to_line(json: bool) -
     formatter = JsonFormatter() if json else TextFormatter("%(asctime)s %(message)s")
     for created in (1_795_000_000.1231, 1_795_000_000.1234, 1_795_000_000.9991, 1_795_000_001.0004,
                     1_795_000_061.5, 1_795_000_000.25):  # fmt: skip
-        record = logging.LogRecord("aiohttp.access", logging.INFO, "", 0, "m", None, None)
-        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        record = access_record(created, "m")
         written = orjson.loads(formatter.format(record))["time"] if json else formatter.format(record)[:23]
         assert sink.stamp(created) == written
 
@@ -164,14 +170,9 @@ def test_a_deferred_access_line_is_made_at_the_flush_in_order_as_the_formatter_m
         handler.flush()
         before, made, after = stream.getvalue().splitlines()
         assert (before, after) == ("before", "after")
-        record = logging.LogRecord(
-            "aiohttp.access", logging.INFO, "", 0, "%s", (f"POST /leak/{SECRET}\u2028 200 1.2ms",), None
-        )
-        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
         fields = {"method": "POST", "path": f"/leak/{SECRET}\u2028", "status": 200, "duration_ms": 1.23,
                   "remote": "127.0.0.1", "bytes": 57, "request_id": "abc-1"}  # fmt: skip
-        for name, value in fields.items():
-            setattr(record, name, value)
+        record = access_record(created, f"POST /leak/{SECRET}\u2028 200 1.2ms", fields)
         RedactSecrets([SECRET]).filter(record)
         assert made == JsonFormatter().format(record)  # secrets out, U+2028 escaped: one line
 

@@ -275,23 +275,6 @@ class AccessSink:
             self._milli = milli
         return self._stamp
 
-    def line(self, logger: str, message: str, fields: dict[str, Any], created: float) -> str:
-        """The line the root handler's formatter would write for this INFO record, secrets out."""
-        if self.json:
-            entry = {
-                "time": self.stamp(created),
-                "level": "INFO",
-                "logger": logger,
-                "message": message,
-                **fields,
-            }
-            line = orjson.dumps(entry, default=str).decode()
-            if not line.isascii() or "\x7f" in line:  # isascii is a flag lookup: most lines skip the scan
-                line = _JSON_UNSAFE.sub(_json_escape, line)
-        else:
-            line = f"{self.stamp(created)} INFO {logger} [{fields['request_id']}]: {escape_controls(message)}"
-        return self.redact.text(line)
-
     def access_line(
         self,
         logger: str,
@@ -304,9 +287,22 @@ class AccessSink:
         request_id: str,
         created: float,
     ) -> str:
-        """``line`` for one request's access record, with its line ending."""
-        message, fields = access_fields(method, path, status, seconds, remote, size, request_id)
-        return self.line(logger, message, fields, created) + "\n"
+        """The line the root handler's formatter would write for this request's access record
+        (``access_fields`` as the record's message and `extra`), secrets out, with its line ending.
+
+        One dict made for the JSON line, not the fields and then the entry around them."""
+        shown, duration_ms = _milliseconds(seconds)
+        message = f"{method} {path} {status} {shown}ms"
+        if self.json:
+            entry = {"time": self.stamp(created), "level": "INFO", "logger": logger, "message": message,
+                     "method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                     "remote": remote, "bytes": size, "request_id": request_id}  # fmt: skip
+            line = orjson.dumps(entry, default=str).decode()
+            if not line.isascii() or "\x7f" in line:  # isascii is a flag lookup: most lines skip the scan
+                line = _JSON_UNSAFE.sub(_json_escape, line)
+        else:
+            line = f"{self.stamp(created)} INFO {logger} [{request_id}]: {escape_controls(message)}"
+        return self.redact.text(line) + "\n"
 
     def wants(self, method: str, status: int, seconds: float) -> bool:
         """Whether this request gets a line: see ``sample``."""
@@ -323,17 +319,32 @@ def access_fields(
     method: str, path: str, status: int, seconds: float, remote: str | None, size: int, request_id: str
 ) -> tuple[str, dict[str, Any]]:
     """An access line's message and its fields (the record's ``extra``)."""
-    message = f"{method} {path} {status} {seconds * 1000:.1f}ms"
+    shown, duration_ms = _milliseconds(seconds)
+    message = f"{method} {path} {status} {shown}ms"
     fields = {
         "method": method,
         "path": path,
         "status": status,
-        "duration_ms": round(seconds * 1000, 2),
+        "duration_ms": duration_ms,
         "remote": remote,
         "bytes": size,
         "request_id": request_id,
     }
     return message, fields
+
+
+def _milliseconds(seconds: float) -> tuple[str, float]:
+    """A request's time in milliseconds: to one decimal for the message, to two for the field.
+
+    The field is rounded scaled, to the nearest integer: ``round(ms, 2)`` goes through a
+    decimal string and back (~3,400 instructions, every access line, against ~1,800). The
+    result is round's but for a value within an ulp of a half, where the scaled value's
+    rounding decides."""
+    ms = seconds * 1000
+    hundredths = ms * 100
+    if -1e15 < hundredths < 1e15:  # NaN and the infinities fail both
+        return f"{ms:.1f}", round(hundredths) / 100.0
+    return f"{ms:.1f}", round(ms, 2)
 
 
 _ACCESS: list[AccessSink] = []  # set by configure_logging: the one sink of this process

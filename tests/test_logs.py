@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import random
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from starmap.logs import (
     JsonFormatter,
     RedactSecrets,
     TextFormatter,
+    access_fields,
     configure_logging,
 )
 from starmap.settings import load_settings
@@ -45,18 +48,40 @@ def access_record(created: float, message: str, fields: dict[str, object] | None
     ["/stars/s1/like", "/stars/a\r\nforged line\u2028x\x1b[31m\x85", f"/leak/{SECRET}", "/ünïcode/✨"],
     ids=["plain", "controls", "secret", "unicode"],
 )
-def test_the_fast_access_line_is_the_formatters_line(json: bool, path: str) -> None:
+@pytest.mark.parametrize(
+    ("seconds", "remote", "request_id"),
+    [(0.00123, "127.0.0.1", "abc-1"), (0.0, None, "-"), (0.01234567, "::1", "x"), (1.5, "10.0.0.1", "r"),
+     (float("nan"), None, "-"), (1e10, "127.0.0.1", "big")],
+    ids=["quick", "no-peer", "digits", "slow", "nan", "absurd"],
+)  # fmt: skip
+def test_the_fast_access_line_is_the_formatters_line(
+    json: bool, path: str, seconds: float, remote: str | None, request_id: str
+) -> None:
+    """What ``access_line`` makes is what the logging path writes for the same request
+    (``access_fields`` as the record's message and `extra`), secrets out."""
     redact = RedactSecrets([SECRET])
     sink = AccessSink(BufferedStreamHandler(io.StringIO()), json, redact)
-    fields = {"method": "POST", "path": path, "status": 200, "duration_ms": 1.23, "remote": "127.0.0.1",
-              "bytes": 57, "request_id": "abc-1"}  # fmt: skip
-    message = f"POST {path} 200 1.2ms"
+    message, fields = access_fields("POST", path, 200, seconds, remote, 57, request_id)
     created = 1_795_000_000.123456
     record = access_record(created, message, fields)
     redact.filter(record)
     formatter = JsonFormatter() if json else TextFormatter(TEXT)
-    assert sink.line("aiohttp.access", message, fields, created) == formatter.format(record)
-    assert SECRET not in sink.line("aiohttp.access", message, fields, created)
+    line = sink.access_line("aiohttp.access", "POST", path, 200, seconds, remote, 57, request_id, created)
+    assert line == formatter.format(record) + "\n"
+    assert SECRET not in line
+
+
+def test_an_access_lines_duration_field_is_rounds_rounding_of_its_milliseconds() -> None:
+    """Rounded scaled, the field's milliseconds are ``round(_, 2)``'s (for times off the
+    half-way points, as measured ones are); NaN and the infinities go through ``round``."""
+    rng = random.Random(17)
+    durations = [rng.expovariate(50) for _ in range(50_000)] + [0.0, 0.0004, 2.5, 86_400.0, -1.0]
+    for seconds in [*durations, 1e13, float("inf"), float("-inf")]:
+        message, fields = access_fields("GET", "/", 200, seconds, None, 0, "-")
+        assert fields["duration_ms"] == round(seconds * 1000, 2)
+        assert message == f"GET / 200 {seconds * 1000:.1f}ms"
+    message, fields = access_fields("GET", "/", 200, float("nan"), None, 0, "-")
+    assert math.isnan(fields["duration_ms"]) and message == "GET / 200 nanms"
 
 
 @pytest.mark.parametrize("json", [True, False], ids=["json", "text"])

@@ -8,7 +8,7 @@ import math
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,22 +137,28 @@ class StoreMachine(RuleBasedStateMachine):
         if self.backend == "azurite":
             env["AZURE_STORAGE_CONNECTION_STRING"] = self.connection_string
         self.store: TableStore = open_store(load_settings(env, root=self.workdir))
-        self.run(self.store.ensure_tables(["Stars"]))
+        self.run(lambda: self.store.ensure_tables(["Stars"]))
         self.model: Model = {}
 
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
+    def run(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()`` made and awaited on the loop, as the service makes every store call (a
+        single write hands back a future of the running loop, not a coroutine)."""
+
+        async def on_the_loop() -> Any:
+            return await call()
+
+        return self.loop.run_until_complete(on_the_loop())
 
     def teardown(self) -> None:
         if hasattr(self, "store"):
-            self.run(self.store.close())
+            self.run(self.store.close)
             self.loop.close()
 
     @rule(target=etags, pk=KEYS, rk=KEYS, value=VALUES)
     def insert(self, pk: str, rk: str, value: Any) -> str:
         entity = {"PartitionKey": pk, "RowKey": rk, "v": value}
         try:
-            etag: str = self.run(self.store.insert("Stars", entity))
+            etag: str = self.run(lambda: self.store.insert("Stars", entity))
         except AlreadyExists:
             assert (pk, rk) in self.model
             return self.model[(pk, rk)][1]  # the current ETag: it goes stale by the next write
@@ -164,7 +170,7 @@ class StoreMachine(RuleBasedStateMachine):
     def update(self, pk: str, rk: str, value: Any, etag: str) -> str:
         entity = {"PartitionKey": pk, "RowKey": rk, "v": value}
         try:
-            new: str = self.run(self.store.update("Stars", entity, etag))
+            new: str = self.run(lambda: self.store.update("Stars", entity, etag))
         except NotFound:
             assert (pk, rk) not in self.model
             return etag
@@ -177,14 +183,16 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(target=etags, pk=KEYS, rk=KEYS, value=VALUES)
     def upsert(self, pk: str, rk: str, value: Any) -> str:
-        etag: str = self.run(self.store.upsert("Stars", {"PartitionKey": pk, "RowKey": rk, "v": value}))
+        etag: str = self.run(
+            lambda: self.store.upsert("Stars", {"PartitionKey": pk, "RowKey": rk, "v": value})
+        )
         self.model[(pk, rk)] = ({"v": value}, etag)
         return etag
 
     @rule(pk=KEYS, rk=KEYS, etag=etags | st.none())
     def delete(self, pk: str, rk: str, etag: str | None) -> None:
         try:
-            self.run(self.store.delete("Stars", pk, rk, etag=etag))
+            self.run(lambda: self.store.delete("Stars", pk, rk, etag=etag))
         except PreconditionFailed:
             assert self.model[(pk, rk)][1] != etag
             return
@@ -196,7 +204,7 @@ class StoreMachine(RuleBasedStateMachine):
     def batch_insert(self, pk: str, rows: list[str], value: Any) -> None:
         ops = [Op("insert", {"PartitionKey": pk, "RowKey": rk, "v": value}) for rk in rows]
         try:
-            etags = self.run(self.store.batch("Stars", ops))
+            etags = self.run(lambda: self.store.batch("Stars", ops))
         except AlreadyExists:
             assert any((pk, rk) in self.model for rk in rows)
             return  # all or nothing: the invariant checks nothing was applied
@@ -208,7 +216,7 @@ class StoreMachine(RuleBasedStateMachine):
     def store_matches_model(self) -> None:
         if not hasattr(self, "store"):
             return
-        rows = self.run(_all(self.store))
+        rows = self.run(lambda: _all(self.store))
         assert rows == {key: (props, etag) for key, (props, etag) in self.model.items()}
 
 

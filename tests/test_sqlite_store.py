@@ -49,3 +49,24 @@ async def test_a_write_whose_error_ends_the_transaction_fails_its_group_and_noth
     await store.insert(T, {"PartitionKey": "p", "RowKey": "next", "v": 2})
     assert (await store.get(T, "p", "next")).entity["v"] == 2
     await store.close()
+
+
+async def test_a_single_write_the_checks_refuse_fails_at_its_await_and_queues_nothing(tmp_path: Path) -> None:
+    """insert, update and upsert hand back a future, not a coroutine; a write the checks refuse
+    (a key Azure refuses, a bad table name) still raises at the await, not at the call, and
+    nothing reaches the writer."""
+    store = SqliteStore(data_dir=tmp_path, table_prefix="")
+    await store.ensure_tables([T])
+    commits = store.write_requests
+    refused = [
+        (store.insert(T, {"PartitionKey": "p", "RowKey": "a/b", "v": 1}), "Azure Tables refuses"),
+        (store.update(T, {"PartitionKey": "p", "RowKey": "r", "v": 1}, ""), "needs the ETag"),
+        (store.upsert("no such table!", {"PartitionKey": "p", "RowKey": "r", "v": 1}), "invalid table name"),
+    ]
+    for pending, why in refused:
+        with pytest.raises(ValueError, match=why):
+            await pending
+    await store.insert(T, {"PartitionKey": "p", "RowKey": "r", "v": 2})  # the writer took only this
+    assert store.write_requests == commits + 1
+    assert (await store.get(T, "p", "r")).entity["v"] == 2
+    await store.close()

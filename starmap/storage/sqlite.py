@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar, cast
@@ -135,6 +135,37 @@ def _stored(pk: str, rk: str, etag: str, body: str) -> Stored:
         props = json.loads(body)
     props["PartitionKey"], props["RowKey"] = pk, rk  # the keys live in their own columns
     return Stored(props, etag)
+
+
+def _apply(
+    conn: sqlite3.Connection, sql: _Statements, table: str, op: Op, entity: dict[str, Any]
+) -> str | None:
+    """One checked operation, on the writer thread; its new ETag (None for a delete)."""
+    pk, rk = entity["PartitionKey"], entity["RowKey"]
+    etag = None if op.kind == "delete" else _new_etag()
+    if op.kind == "insert":
+        try:
+            conn.execute(sql.insert, (pk, rk, etag, _body(entity)))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"{table}: ({pk!r}, {rk!r}) exists") from None
+        return etag
+    if op.kind == "upsert":
+        conn.execute(sql.upsert, (pk, rk, etag, _body(entity)))
+        return etag
+    if op.kind == "update":
+        if op.etag:
+            done = conn.execute(sql.update_if, (etag, _body(entity), pk, rk, op.etag))
+        else:
+            done = conn.execute(sql.update, (etag, _body(entity), pk, rk))
+    elif op.etag:
+        done = conn.execute(sql.delete_if, (pk, rk, op.etag))
+    else:
+        done = conn.execute(sql.delete, (pk, rk))
+    if done.rowcount == 0:
+        if conn.execute(sql.exists, (pk, rk)).fetchone():
+            raise PreconditionFailed(f"{table}: ({pk!r}, {rk!r}) changed since it was read")
+        raise NotFound(f"{table}: no entity ({pk!r}, {rk!r})")
+    return etag
 
 
 class SqliteStore:
@@ -282,20 +313,15 @@ class SqliteStore:
             raise NotFound(f"{table}: no entity ({partition_key!r}, {row_key!r})")
         return _stored(partition_key, row_key, row[0], row[1])
 
-    async def insert(self, table: str, entity: Entity) -> str:
-        [etag] = await self._batch(table, [Op("insert", entity)])
-        assert etag is not None
-        return etag
+    # A single write hands back its future: no coroutine of its own (a like's write is one).
+    def insert(self, table: str, entity: Entity) -> Awaitable[str]:
+        return self._one(table, Op("insert", entity))
 
-    async def update(self, table: str, entity: Entity, etag: str) -> str:
-        [new_etag] = await self._batch(table, [Op("update", entity, etag)])
-        assert new_etag is not None
-        return new_etag
+    def update(self, table: str, entity: Entity, etag: str) -> Awaitable[str]:
+        return self._one(table, Op("update", entity, etag))
 
-    async def upsert(self, table: str, entity: Entity) -> str:
-        [etag] = await self._batch(table, [Op("upsert", entity)])
-        assert etag is not None
-        return etag
+    def upsert(self, table: str, entity: Entity) -> Awaitable[str]:
+        return self._one(table, Op("upsert", entity))
 
     async def delete(self, table: str, partition_key: str, row_key: str, etag: str | None = None) -> None:
         with contextlib.suppress(NotFound):  # as Azure's SDK: deleting what is gone is no error
@@ -345,38 +371,23 @@ class SqliteStore:
         ops = tuple(ops)  # what was checked is what is written, whatever the caller does next
         entities = check_batch(ops)  # each op's, in order
 
-        def apply_one(conn: sqlite3.Connection, op: Op, entity: dict[str, Any]) -> str | None:
-            pk, rk = entity["PartitionKey"], entity["RowKey"]
-            etag = None if op.kind == "delete" else _new_etag()
-            if op.kind == "insert":
-                try:
-                    conn.execute(sql.insert, (pk, rk, etag, _body(entity)))
-                except sqlite3.IntegrityError:
-                    raise AlreadyExists(f"{table}: ({pk!r}, {rk!r}) exists") from None
-                return etag
-            if op.kind == "upsert":
-                conn.execute(sql.upsert, (pk, rk, etag, _body(entity)))
-                return etag
-            if op.kind == "update":
-                if op.etag:
-                    done = conn.execute(sql.update_if, (etag, _body(entity), pk, rk, op.etag))
-                else:
-                    done = conn.execute(sql.update, (etag, _body(entity), pk, rk))
-            elif op.etag:
-                done = conn.execute(sql.delete_if, (pk, rk, op.etag))
-            else:
-                done = conn.execute(sql.delete, (pk, rk))
-            if done.rowcount == 0:
-                if conn.execute(sql.exists, (pk, rk)).fetchone():
-                    raise PreconditionFailed(f"{table}: ({pk!r}, {rk!r}) changed since it was read")
-                raise NotFound(f"{table}: no entity ({pk!r}, {rk!r})")
-            return etag
-
         def apply(conn: sqlite3.Connection) -> list[str | None]:
             # By index, not zip(strict=True): its keyword cost every write ~1,700 instructions.
-            return [apply_one(conn, ops[i], entities[i]) for i in range(len(ops))]
+            return [_apply(conn, sql, table, ops[i], entities[i]) for i in range(len(ops))]
 
         return self._write(apply, single=len(ops) == 1)
+
+    def _one(self, table: str, op: Op) -> asyncio.Future[str]:
+        """One insert, update or upsert checked and queued; its new ETag, to await. A write the
+        checks refuse fails at the await, as it would in a coroutine (nothing is queued)."""
+        try:
+            sql = self._statements(table)
+            [entity] = check_batch((op,))
+        except Exception as exc:
+            refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+        return self._write(lambda conn: cast(str, _apply(conn, sql, table, op, entity)), single=True)
 
     async def count(self, table: str) -> int:
         sql_table = self._table(table)

@@ -265,7 +265,7 @@ async def test_stop_drains_pending_asks_then_stops_in_order(scheduler: aiojobs.S
 
 
 async def test_a_mailbox_hands_out_what_is_queued_up_to_the_limit_and_stops_at_stop() -> None:
-    mailbox = Mailbox()
+    mailbox = Mailbox(asyncio.get_running_loop())
     waiting = asyncio.ensure_future(mailbox.take(3))
     await asyncio.sleep(0)
     assert not waiting.done()  # nothing queued: the cell's task waits
@@ -281,7 +281,7 @@ async def test_a_mailbox_hands_out_what_is_queued_up_to_the_limit_and_stops_at_s
 
 
 async def test_a_mailbox_whose_waiting_task_was_cancelled_still_takes_mail() -> None:
-    mailbox = Mailbox()
+    mailbox = Mailbox(asyncio.get_running_loop())
     waiting = asyncio.ensure_future(mailbox.take(10))
     await asyncio.sleep(0)
     waiting.cancel()

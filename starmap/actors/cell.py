@@ -48,10 +48,13 @@ class Mailbox:
     every batch. Every like passes through two of these.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_loop", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._items: collections.deque[Envelope] = collections.deque()
+        # The cell's loop, kept: on Python 3.11 asyncio.get_running_loop() makes a getpid()
+        # system call each time (~200 ns); every like waits on a mailbox and makes an ask.
+        self._loop = loop
         self._waiter: asyncio.Future[None] | None = None
 
     def qsize(self) -> int:
@@ -76,7 +79,7 @@ class Mailbox:
         (it ends the batch and is not part of it; anything behind it stays queued)."""
         items = self._items
         while not items:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             await self._waiter
         batch: list[Envelope] = []
         while items and len(batch) < limit:
@@ -94,15 +97,16 @@ class Cell:
         self.system = system
         self.kind = kind  # as registered: the system's name for it
         self.actor = actor
+        self.loop = asyncio.get_running_loop()  # the actor's; its asks' futures are made on it
         # Unbounded, bounded by `put`: a stop request always fits.
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(self.loop)
         self.mailbox_size = mailbox_size
         self.processed = 0
         self.last_error: str | None = None
         self.last_active = time.monotonic()
         self.stopped = False
         self.busy = False
-        self.done = asyncio.get_running_loop().create_future()
+        self.done = self.loop.create_future()
 
     def put(self, envelope: Envelope) -> None:
         if self.stopped:

@@ -99,7 +99,7 @@ class ActorRef:
         await, as for any answer, never at the call."""
         if self._cell.stopped:  # passivated since this ref was taken: wake it again
             return self._ask_again(message, timeout)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = self._cell.loop.create_future()
         deadline = time.monotonic() + (timeout or self._system.ask_timeout)
         try:
             self._cell.put(Envelope(message, future, deadline))

@@ -364,9 +364,11 @@ class AccessLogger(AbstractAccessLogger):
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        sink = _ACCESS[0] if _ACCESS and self.logger.handlers == [] and self.logger.propagate else None
+        logger = self.logger
+        sink = _ACCESS[0] if _ACCESS and not logger.handlers and logger.propagate else None
         method, status = request.method, response.status
-        if sink is not None and not sink.wants(method, status, time):
+        # Only reads are sampled (``wants``): a write's line is not in question, no call asks.
+        if sink is not None and method in _READS and not sink.wants(method, status, time):
             return
         path = request.path
         try:  # set by the middleware; a request aiohttp refused before it has none
@@ -374,14 +376,14 @@ class AccessLogger(AbstractAccessLogger):
         except KeyError:
             request_id = "-"
         if sink is not None:  # the parts now, the line at the flush (see BufferedStreamHandler)
-            parts = (self.logger.name, method, path, status, time, request.remote, response.body_length,
+            parts = (logger.name, method, path, status, time, request.remote, response.body_length,
                      request_id, _now())  # fmt: skip
             sink.handler.write_later(sink.access_line, parts, _ACCESS_LINE_SIZE + len(path))
             return
         message, fields = access_fields(
             method, path, status, time, request.remote, response.body_length, request_id
         )
-        self.logger.info("%s", message, extra=fields)
+        logger.info("%s", message, extra=fields)
 
     @property
     def enabled(self) -> bool:

@@ -20,12 +20,12 @@ from .control import ReloadWatcher, star_partitions
 from .errors import StorageUnavailable
 from .events import TOPICS, Hub
 from .http.malformed import install as install_malformed_request_answers
-from .http.middleware import front_middleware
-from .http.routes import setup_cors, setup_routes
+from .http.middleware import Front
+from .http.routes import setup_cors, setup_misses, setup_routes
 from .http.streams import Streams
 from .http.views import WireViews
 from .idempotency import sweep_forever
-from .keys import ACTORS, BRIGHTNESS, HUB, METRICS, SETTINGS, STREAMS
+from .keys import ACTORS, BRIGHTNESS, FRONT, HUB, METRICS, SETTINGS, STREAMS
 from .metrics import Metrics, counter, gauge
 from .mirror import Mirror
 from .redis import RedisLink
@@ -224,15 +224,15 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     """
     install_malformed_request_answers()  # what aiohttp cannot parse: problem+json too
     metrics = Metrics()
-    app = web.Application(
-        client_max_size=settings.server.max_body_bytes,
-        middlewares=[front_middleware(metrics, verbose_errors=settings.server.debug)],
-    )
+    # No aiohttp middleware: every handler is wrapped in the front instead (see starmap.http.middleware).
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    fronted = app[FRONT] = Front(metrics, verbose_errors=settings.server.debug)
     app[METRICS] = metrics
     app[SETTINGS] = settings
     app[STORE_FACTORY] = store_factory
     # In dependency order; torn down in reverse (actors drain before the store closes).
     app.cleanup_ctx.extend([_redis, _storage, _scheduler, _actors])
-    setup_routes(app)
-    setup_cors(app, settings.server.cors_origins)
+    setup_routes(app, fronted)
+    setup_cors(app, settings.server.cors_origins, fronted)
+    setup_misses(app, fronted)
     return app

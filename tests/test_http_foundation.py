@@ -14,6 +14,7 @@ from starmap.app import create_app
 from starmap.errors import ActorStopped, AlreadyExists, NotFound, Overloaded, StorageUnavailable
 from starmap.http.body import load_body
 from starmap.http.openapi import doc
+from starmap.keys import FRONT
 
 from .conftest import MakeSettings
 from .rig import assert_problem
@@ -46,9 +47,10 @@ def _raiser(exc: Exception) -> Any:
 
 @pytest.fixture
 async def probe_client(aiohttp_client: Any, make_settings: MakeSettings) -> Client:
-    """The real app plus routes that exercise the body loader and the error middleware."""
+    """The real app plus routes (in its front, as every route) that exercise the body loader
+    and the answers to errors."""
     app = create_app(make_settings())
-    app.router.add_post("/probe/echo", echo)
+    app.router.add_post("/probe/echo", app[FRONT](echo))
     for name, exc in {
         "not-found": NotFound("no star 'x'"),
         "conflict": AlreadyExists("id 'x' is taken"),
@@ -57,7 +59,7 @@ async def probe_client(aiohttp_client: Any, make_settings: MakeSettings) -> Clie
         "stopped": ActorStopped("likes/x stopped"),
         "bug": RuntimeError("a bug"),
     }.items():
-        app.router.add_get(f"/probe/{name}", _raiser(exc))
+        app.router.add_get(f"/probe/{name}", app[FRONT](_raiser(exc)))
     client: Client = await aiohttp_client(app)
     return client
 
@@ -118,6 +120,37 @@ async def test_a_wrong_method_is_405_with_allow(probe_client: Client) -> None:
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [("GET", "/stars/s1/like", 405, {"POST"}), ("PUT", "/stars/s1", 405, {"GET", "HEAD", "DELETE"}),
+     ("POST", "/", 405, {"GET", "HEAD"}), ("GET", "/stars/s1/nothing", 404, None),
+     ("PATCH", "/nothing/here", 404, None), ("GET", "/%2e%2e/%00", 404, None)],
+)  # fmt: skip
+async def test_what_no_route_takes_is_answered_by_the_last_route_as_the_router_would(
+    probe_client: Client, method: str, path: str, status: int, allow: set[str] | None
+) -> None:
+    """A catch-all route answers misses (there is no aiohttp middleware): 405 with the methods
+    the path's routes take, else 404; a problem with a request id, counted as "unmatched"."""
+    answer = await probe_client.request(method, path)
+    await assert_problem(answer, status)
+    assert answer.headers["X-Request-ID"]
+    if allow is not None:
+        assert set(answer.headers["Allow"].split(",")) == allow
+    metrics = await (await probe_client.get("/metrics")).text()
+    assert f'route="unmatched",status="{status}"' in metrics
+
+
+async def test_a_route_added_outside_the_front_stops_start_up(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+    app.router.add_get("/probe/bare", echo)  # not in app[FRONT]: no id, no problems, not counted
+    runner = web.AppRunner(app)
+    try:
+        with pytest.raises(RuntimeError, match=r"routes without the front.*GET /probe/bare"):
+            await runner.setup()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
     ("path", "status", "retry_after"),
     [
         ("/probe/not-found", 404, None),
@@ -143,7 +176,7 @@ async def test_debug_puts_the_exception_in_a_500s_detail(
     aiohttp_client: Any, make_settings: MakeSettings
 ) -> None:
     app = create_app(make_settings(DEBUG="true"))
-    app.router.add_get("/probe/bug", _raiser(RuntimeError("a bug")))
+    app.router.add_get("/probe/bug", app[FRONT](_raiser(RuntimeError("a bug"))))
     client: Client = await aiohttp_client(app)
     problem = await assert_problem(await client.get("/probe/bug"), 500)
     assert problem["detail"] == "RuntimeError: a bug"
@@ -166,6 +199,11 @@ async def test_cors_allows_the_configured_origin(make_settings: MakeSettings, ai
     )
     assert preflight.status == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://map.example"
+    refused = await client.options(  # CORS's own preflight handler is in the front too
+        "/health", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
+    await assert_problem(refused, 403)
+    assert refused.headers["X-Request-ID"]
 
 
 async def test_without_cors_origins_no_cors_headers(probe_client: Client) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import aiohttp_cors
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import AbstractResource
 
 from ..idempotency import REPLAYED_HEADER, KeysInFlight
-from ..keys import KEYS_IN_FLIGHT, LIST_CACHE, METRICS, SETTINGS
+from ..keys import FRONT, KEYS_IN_FLIGHT, LIST_CACHE, METRICS, SETTINGS
 from . import admin, debug, health, page, sse, stars, users
 from .jsonio import json_response
+from .middleware import UNMATCHED, Front
 from .openapi import build, doc
 
 OPENAPI: Final[web.AppKey[dict[str, Any]]] = web.AppKey("openapi")
@@ -31,8 +33,9 @@ EXPOSED: tuple[str, ...] = (
 )
 
 
-def setup_routes(app: web.Application) -> None:
-    """Every route, with and without a trailing slash (no redirect round trip).
+def setup_routes(app: web.Application, front: Front) -> None:
+    """Every route, with and without a trailing slash (no redirect round trip), each handler
+    in ``front``.
 
     Order matters for speed: aiohttp tries the routes under one prefix in the order
     they were added, so the hot ones (likes, one star) come first and the
@@ -92,9 +95,47 @@ def setup_routes(app: web.Application) -> None:
     for path, methods in [*by_path.items(), *twins]:
         resource = app.router.add_resource(path)
         for method, handler in methods:
-            resource.add_route(method, handler)
+            resource.add_route(method, front(handler))
     sse.setup_sse(app)
     app.on_startup.append(_build_openapi)
+
+
+def setup_misses(app: web.Application, front: Front) -> None:
+    """The last route: any method on any path, for what no other route takes. Added after
+    CORS, which has a preflight route put on every other resource and none on this one.
+    At start-up, every route's handler must be in the front (``Front.check``)."""
+    app.router.add_route("*", "/{tail:.*}", front(misses(app.router), UNMATCHED))
+    app.on_startup.append(_check_front)
+
+
+async def _check_front(app: web.Application) -> None:
+    app[FRONT].check(app)
+
+
+def misses(router: web.UrlDispatcher) -> Handler:
+    """The handler of a request no route took: 405 (with ``Allow``) when routes on its path take
+    other methods, 404 otherwise, as aiohttp's router answers without a catch-all route. Only
+    the resources under the path's first segment are asked (a miss is a hostile client's
+    cheapest request)."""
+    by_head: dict[str, list[AbstractResource]] = {}
+
+    def head(path: str) -> str:
+        first = path.split("/", 2)[1] if path.startswith("/") else ""
+        return "{" if "{" in first else first  # a variable first segment: asked for every path
+
+    async def miss(request: web.Request) -> NoReturn:
+        if not by_head:  # the routes are final once requests come
+            for resource in router.resources():
+                if resource is not request.match_info.route.resource:
+                    by_head.setdefault(head(resource.canonical), []).append(resource)
+        allowed: set[str] = set()
+        for resource in [*by_head.get(head(request.rel_url.path), ()), *by_head.get("{", ())]:
+            allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+    return miss
 
 
 @doc("This document (OpenAPI 3.1)", tag="ops", responses={200: "Any"})
@@ -124,13 +165,28 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-def setup_cors(app: web.Application, origins: Sequence[str]) -> None:
-    """CORS for every route (EventSource included) per ``API_CORS_ORIGINS``."""
+def setup_cors(app: web.Application, origins: Sequence[str], front: Front) -> None:
+    """CORS for every route (EventSource included) per ``API_CORS_ORIGINS``; its preflight
+    handler in ``front`` too."""
     if not origins:
         return
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials=False, expose_headers=EXPOSED, allow_headers="*", allow_methods="*", max_age=600
     )
-    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    defaults = {origin: options for origin in origins}
+    adapter = _FrontedPreflights(app.router, defaults, front)
+    cors = aiohttp_cors.CorsConfig(app, defaults=defaults, router_adapter=adapter)
     for route in list(app.router.routes()):
         cors.add(route)
+
+
+class _FrontedPreflights(aiohttp_cors.urldispatcher_router_adapter.ResourcesUrlDispatcherRouterAdapter):
+    """aiohttp-cors's adapter for the router, its preflight handler put in ``front`` like every
+    other handler (request id, problems, metrics)."""
+
+    def __init__(self, router: web.UrlDispatcher, defaults: Any, front: Front) -> None:
+        super().__init__(router, defaults)
+        self._front = front
+
+    def add_preflight_handler(self, routing_entity: Any, handler: Handler, *rest: Any) -> None:
+        super().add_preflight_handler(routing_entity, self._front(handler), *rest)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from starmap.errors import NotFound, StorageUnavailable
+from starmap.storage import base
 from starmap.storage.sqlite import SqliteStore
 
 T = "Stars"
@@ -70,3 +71,24 @@ async def test_a_single_write_the_checks_refuse_fails_at_its_await_and_queues_no
     assert store.write_requests == commits + 1
     assert (await store.get(T, "p", "r")).entity["v"] == 2
     await store.close()
+
+
+def test_a_key_checked_once_is_remembered_a_refused_one_never_and_the_memory_is_bounded() -> None:
+    """``check_key`` keeps the keys that passed (a like checks its star's two on every write):
+    a refused key is refused every time, a str subclass is checked every time, and the set
+    empties when full."""
+    base._CHECKED_KEYS.clear()
+    assert base.check_key("s1", "RowKey") == "s1"
+    assert "s1" in base._CHECKED_KEYS
+    for _ in range(2):
+        with pytest.raises(ValueError, match="refuses"):
+            base.check_key("a/b", "RowKey")
+    assert "a/b" not in base._CHECKED_KEYS
+
+    class Odd(str):
+        __slots__ = ()
+
+    assert base.check_key(Odd("odd"), "RowKey") == "odd" and "odd" not in base._CHECKED_KEYS
+    for i in range(base._CHECKED_KEYS_MAX + 10):
+        base.check_key(f"k{i}")
+    assert 0 < len(base._CHECKED_KEYS) <= base._CHECKED_KEYS_MAX

@@ -75,7 +75,9 @@ class PopularityTracker(Actor):
     def count_likes(self, star_id: str, count: int, at: float) -> bool:
         """Count likes of a star; whether it is popular now. Synchronous: this replica's like
         counters call it directly (it never waits, and the tracker lives in the same loop)."""
-        buckets = self.counts.setdefault(star_id, collections.OrderedDict())
+        buckets = self.counts.get(star_id)
+        if buckets is None:  # not setdefault: it would make an OrderedDict for nothing per like
+            buckets = self.counts[star_id] = collections.OrderedDict()
         slot = int(at // self.width)
         buckets[slot] = buckets.get(slot, 0) + count
         total = self._total(star_id, self._oldest(self.clock()))

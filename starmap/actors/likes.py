@@ -131,7 +131,7 @@ class LikeCounter(Actor):
                 return await self._receive_mixed(messages)
         # Most likes name no user and carry no key: one commit, its star the answer to each.
         try:
-            star = await self._commit(messages)
+            star = await self._commit(messages, ())
         except Exception as exc:
             return [exc] * len(messages)
         return [star] * len(messages)
@@ -165,7 +165,8 @@ class LikeCounter(Actor):
             if not counted:
                 return
             try:
-                star = await self._commit([messages[i] for i in counted])
+                likes = [messages[i] for i in counted]
+                star = await self._commit(likes, [like.intent for like in likes if like.intent is not None])
             except AlreadyExists:
                 # A key of this batch is recorded already: a retry of a like committed before
                 # (here or on another replica). Its record answers it (a replay, or a 422 for
@@ -223,14 +224,14 @@ class LikeCounter(Actor):
                     "star %s: liked by %s, but the relation was not recorded: %s", self.key, user_id, outcome
                 )
 
-    async def _commit(self, likes: Sequence[Like]) -> Star:
+    async def _commit(self, likes: Sequence[Like], intents: Sequence[Intent]) -> Star:
         """One durable write for ``likes``; the new state. Nothing changes on failure.
 
-        The likes that carry an Idempotency-Key have their answers recorded in the same
-        atomic batch; ``AlreadyExists`` when one of those records is there already.
+        ``intents``: the keys the likes carry (the caller knows them: a batch of plain likes
+        has none). Their answers are recorded in the same atomic batch; ``AlreadyExists``
+        when one of those records is there already.
         """
         count = len(likes)
-        intents = [like.intent for like in likes if like.intent is not None]
         batch_id = f"{_ORIGIN}{next(_BATCHES):x}"
         deadline = time.monotonic() + self.write_deadline
         self.in_flight = count
@@ -264,7 +265,7 @@ class LikeCounter(Actor):
         self._announce(new, count)
         return new
 
-    def _write(self, new: Star, intents: list[Intent]) -> Awaitable[str]:
+    def _write(self, new: Star, intents: Sequence[Intent]) -> Awaitable[str]:
         """The star's new state, with the records of its keyed likes; the star's new ETag, to await.
 
         A plain like's write is the store's own awaitable: no coroutine layer of this one's."""
@@ -272,7 +273,7 @@ class LikeCounter(Actor):
             return self.store.update(STARS, star_to_entity(new, self.partition), self.etag)
         return self._write_recorded(new, intents)
 
-    async def _write_recorded(self, new: Star, intents: list[Intent]) -> str:
+    async def _write_recorded(self, new: Star, intents: Sequence[Intent]) -> str:
         answer = self.views.liked(new)
         records = [record_op(self.partition, self.key, i, answer, new.last_liked) for i in intents]
         etag = (

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 import math
+import operator
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,6 +20,7 @@ __all__ = ("STOP", "Cell", "Envelope")
 log = logging.getLogger(__name__)
 
 MAX_BATCH: Final = 1000  # messages taken off a mailbox at once
+_MESSAGE: Final = operator.attrgetter("message")  # in C: a comprehension is a frame of its own (3.11)
 
 
 class Envelope:
@@ -74,13 +76,16 @@ class Mailbox:
     def get_nowait(self) -> Envelope:
         return self._items.popleft()
 
-    async def take(self, limit: int) -> tuple[list[Envelope], bool]:
-        """Wait for mail; then what is queued, at most ``limit``, and whether ``STOP`` came
-        (it ends the batch and is not part of it; anything behind it stays queued)."""
+    def wait(self) -> asyncio.Future[None]:
+        """What the cell's task awaits while the mailbox is empty: set by the next ``put_nowait``.
+        A future, not a coroutine: no frame made and resumed per batch (two batches a like)."""
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
+    def drain(self, limit: int) -> tuple[list[Envelope], bool]:
+        """What is queued, at most ``limit``, and whether ``STOP`` came (it ends the batch and
+        is not part of it; anything behind it stays queued)."""
         items = self._items
-        while not items:
-            self._waiter = self._loop.create_future()
-            await self._waiter
         batch: list[Envelope] = []
         while items and len(batch) < limit:
             envelope = items.popleft()
@@ -135,9 +140,12 @@ class Cell:
                 self.done.set_result(None)
 
     async def _loop(self) -> None:
+        mailbox = self.mailbox
         while True:
             # No timer per message: the system's reaper passivates.
-            batch, stop = await self.mailbox.take(MAX_BATCH)
+            while mailbox.empty():
+                await mailbox.wait()
+            batch, stop = mailbox.drain(MAX_BATCH)
             if stop:
                 if batch:
                     await self._handle(batch)
@@ -178,7 +186,7 @@ class Cell:
         for group, batch in groups:
             try:
                 if batch:
-                    results: list[Any] = await self.actor.receive_batch([e.message for e in group])
+                    results: list[Any] = await self.actor.receive_batch(list(map(_MESSAGE, group)))
                 else:
                     results = [await self.actor.receive(group[0].message)]
             except Exception as exc:

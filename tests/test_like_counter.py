@@ -11,7 +11,7 @@ import aiojobs
 import pytest
 
 from starmap.actors.likes import LikeCounter
-from starmap.actors.messages import Like
+from starmap.actors.messages import Like, StarChanged
 from starmap.actors.popularity import PopularityTracker
 from starmap.actors.runtime import Actor, ActorSystem
 from starmap.errors import Overloaded
@@ -62,7 +62,7 @@ async def test_a_busy_registry_never_turns_committed_likes_into_503(
         publisher=hub,
         brightness=Brightness(3600, 20, 20),
         views=WireViews(Brightness(3600, 20, 20)),
-        registry=registry,
+        star_saved=lambda saved: registry.tell(StarChanged(saved)),  # as while the index reloads
         count_likes=tracker.count_likes,
         users=registry,  # no user in these likes: never asked
         write_deadline=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import aiojobs
 import pytest
 
-from starmap.actors.messages import CreateStar, Ready, StarChanged
+from starmap.actors.messages import CreateStar, Ready, Reload, StarChanged
 from starmap.actors.registry import StarRegistry
 from starmap.actors.runtime import Actor, ActorSystem
 from starmap.events import Hub
@@ -46,7 +47,8 @@ async def registry(tmp_path: Path) -> AsyncIterator[StarRegistry]:
         on_delete=lambda star_id: None,
     )
     system.register("stars", lambda key: actor)
-    await (await system.get("stars", "registry")).ask(Ready())
+    actor.me = await system.get("stars", "registry")  # as the app wires it
+    await actor.me.ask(Ready())
     yield actor
     await system.stop()
     await scheduler.close()
@@ -80,3 +82,36 @@ async def test_index_updates_and_creates_that_queue_together_keep_their_order(re
     assert await registry.receive_batch([StarChanged(state("c", 2), upsert=True)]) == [None]
     c = registry.index.get("c")
     assert c is not None and c.likes == 2
+
+
+async def test_a_like_counters_state_goes_into_the_index_at_once_and_behind_a_reload(
+    registry: StarRegistry,
+) -> None:
+    """``saved`` (a like counter's plain call) applies a new state at once; while the index is
+    being loaded again it is queued behind the load instead, so the new index has it."""
+    await registry.receive_batch([create("a")])
+    registry.saved(state("a", 5))
+    found = registry.index.get("a")
+    assert found is not None and found.likes == 5  # no message, no task switch: at once
+    registry.saved(state("a", 4))  # an older state arriving late changes nothing
+    assert registry.index.get("a") == found
+
+    assert registry.me is not None
+    gate = asyncio.Event()
+    fill = registry._fill
+
+    async def slow_fill(*, warm: bool) -> None:
+        await gate.wait()
+        await fill(warm=warm)
+
+    registry._fill = slow_fill  # type: ignore[method-assign]
+    reloading = asyncio.ensure_future(registry.me.ask(Reload()))
+    await asyncio.sleep(0.05)
+    assert registry._loading
+    registry.saved(state("a", 9))  # during the load: queued behind it, not into the old index
+    assert registry.index.get("a") == found
+    gate.set()
+    await reloading
+    await registry.me.ask(Ready())  # the queued change has been handled by now
+    after = registry.index.get("a")
+    assert after is not None and after.likes == 9  # the row says 0 likes: the state came after

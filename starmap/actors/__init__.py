@@ -146,7 +146,7 @@ class Actors:
                 publisher=publisher,
                 brightness=model,
                 views=views,
-                registry=reg,
+                star_saved=star_registry.saved,
                 count_likes=tracker.count_likes,
                 users=user_ref,
                 write_deadline=tuning.like_write_deadline,

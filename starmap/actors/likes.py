@@ -34,7 +34,7 @@ from ..idempotency import Intent, Recorded, find_recorded, record_op
 from ..mirror import Mirror
 from ..stars import STARS, Brightness, Star, StarPartitions, read_star_row, star_to_entity, stored_star
 from ..storage import MAX_BATCH, Op, TableStore
-from .messages import CheckUser, Like, Relate, StarChanged
+from .messages import CheckUser, Like, Relate
 from .runtime import Actor, ActorRef, each_outcome
 from .wire import Views
 
@@ -86,7 +86,7 @@ class LikeCounter(Actor):
         publisher: Publisher,
         brightness: Brightness,
         views: Views,
-        registry: ActorRef,
+        star_saved: Callable[[Star], None],
         count_likes: Callable[[str, int, float], bool],
         users: ActorRef,
         write_deadline: float,
@@ -102,7 +102,8 @@ class LikeCounter(Actor):
         self.publisher = publisher
         self.brightness = brightness
         self.views = views
-        self.registry = registry
+        # The registry's index: its own method, a plain call (see StarRegistry.saved).
+        self.star_saved = star_saved
         # The popularity tracker's own count (a plain call: it lives in this loop, never waits).
         self.count_likes = count_likes
         self.users = users
@@ -301,7 +302,7 @@ class LikeCounter(Actor):
         registry or tracker costs a stale read model for a moment, not the answer.
         """
         try:
-            self.registry.tell(StarChanged(star))
+            self.star_saved(star)
         except (Overloaded, ActorStopped) as exc:
             log.warning("star %s: likes committed, the registry not told: %s", star.id, exc)
         popular = self.count_likes(star.id, count, star.last_liked)

@@ -94,6 +94,7 @@ class StarRegistry(Actor):
         self.census: Census[Star] = star_census()
         self.me: ActorRef | None = None  # its own ref, for the clear that runs beside the mailbox
         self._clearing: asyncio.Future[int] | None = None
+        self._loading = False  # the index is being rebuilt: changes wait behind it (``saved``)
 
     async def on_start(self) -> None:
         await self._load(warm=True)
@@ -104,6 +105,13 @@ class StarRegistry(Actor):
         A reload (after events may have been missed) always reads the store: the
         mirror is written in the background and may be behind it.
         """
+        self._loading = True
+        try:
+            await self._fill(warm=warm)
+        finally:
+            self._loading = False
+
+    async def _fill(self, *, warm: bool) -> None:
         started = time.monotonic()
         mirrored = await self.mirror.load_stars() if warm and self.mirror is not None else None
         if mirrored is not None:
@@ -165,6 +173,20 @@ class StarRegistry(Actor):
         if found is None:  # nothing there, or a row this service cannot read
             raise NotFound(f"no star {star_id!r}")
         return found
+
+    def saved(self, star: Star) -> None:
+        """A like counter's durable new state of its star, into the index at once.
+
+        A plain call, as the popularity tracker's count is: the registry lives in this loop and
+        this never waits, where a ``StarChanged`` message cost every like an envelope, a
+        mailbox put and a share of the registry's task switches. Order does not matter (likes
+        only grow: ``_changed`` keeps the newer state), but a rebuild does: while the index is
+        being loaded again (``Reload``) the change is queued behind the load, so the new index
+        has it too. ``Overloaded`` then, as any tell."""
+        if self._loading and self.me is not None:
+            self.me.tell(StarChanged(star))
+            return
+        self._changed(star, upsert=False)
 
     def _changed(self, star: Star, upsert: bool) -> None:
         current = self.index.get(star.id)

@@ -85,9 +85,14 @@ class Publisher(Protocol):
 EventId = tuple[int, int]
 
 
+_NUMBER: Final = (int, float)  # a tuple: ``int | float`` makes a union object on every call
+
+
 def _point(data: Data) -> Point | None:
     x, y = data.get("x"), data.get("y")
-    if isinstance(x, int | float) and isinstance(y, int | float):
+    if type(x) is float and type(y) is float:  # a star's, always: nothing to convert
+        return x, y
+    if isinstance(x, _NUMBER) and isinstance(y, _NUMBER):
         return float(x), float(y)
     return None
 
@@ -189,6 +194,8 @@ class Hub:
 
     def _send(self, topic: str, payload: bytes, point: Point | None = None) -> None:
         sinks = self._sinks[topic]
+        if not sinks:  # no stream open here: not even a copy of the empty set
+            return
         for sink in list(sinks):
             if not sink.send(payload, point):
                 sinks.discard(sink)

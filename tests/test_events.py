@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from aiohttp_sse import EventSourceResponse
 
-from starmap.events import Hub, parse_event_id
+from starmap.events import Hub, _point, parse_event_id
 from starmap.http.streams import Streams
 from starmap.settings import SseSettings
 
@@ -113,3 +113,11 @@ async def test_viewport_groups_filter_by_point_and_share_the_one_encoding() -> N
         [id(sw), id(clear)],
         [id(ne), id(sw), id(clear)],
     ]
+
+
+def test_an_events_point_is_its_stars_place_floats_as_they_are_numbers_converted() -> None:
+    assert _point({"x": 0.25, "y": -0.5}) == (0.25, -0.5)  # a star's: the fast path
+    assert _point({"x": 1, "y": 0.5}) == (1.0, 0.5)  # a number of another type: converted
+    assert all(type(c) is float for c in _point({"x": 1, "y": 0}) or ())
+    for no_point in ({}, {"x": 0.5}, {"x": "0.5", "y": 0.5}, {"x": None, "y": None}):
+        assert _point(no_point) is None

@@ -79,6 +79,8 @@ class Front:
 
 
 def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: str | None) -> Handler:
+    observe_request = metrics.observe_request
+
     @functools.wraps(handler)  # its @doc and name, for the OpenAPI document
     async def observe(request: web.Request) -> web.StreamResponse:
         offered = request.headers.get(HEADER, "")
@@ -112,7 +114,7 @@ def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: s
             resource = request.match_info.route.resource
             counted = route or (resource.canonical if resource is not None else UNMATCHED)
             method = request.method if request.method in METHODS else "OTHER"  # no label explosion
-            metrics.observe_request(method, counted, status, time.perf_counter() - started)
+            observe_request(method, counted, status, time.perf_counter() - started)
 
     return observe
 

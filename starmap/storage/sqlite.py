@@ -106,12 +106,10 @@ def _new_etag() -> str:
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
 
 
-def _body(entity: dict[str, Any]) -> str:
-    """The row's properties as JSON: orjson (a fifth of the writer thread's time went to the
-    standard library's encoder), or the standard library where orjson would lose something."""
-    props = dict(entity)  # copied in C, the keys taken out: a comprehension was a Python loop
-    props.pop("PartitionKey", None)
-    props.pop("RowKey", None)
+def _body(props: dict[str, Any]) -> str:
+    """The row's properties (its keys taken out) as JSON: orjson (a fifth of the writer thread's
+    time went to the standard library's encoder), or the standard library where orjson would
+    lose something."""
     try:
         body = orjson.dumps(props)
     except orjson.JSONEncodeError:  # a lone surrogate, say: the standard library's rules, as before
@@ -140,8 +138,10 @@ def _stored(pk: str, rk: str, etag: str, body: str) -> Stored:
 def _apply(
     conn: sqlite3.Connection, sql: _Statements, table: str, op: Op, entity: dict[str, Any]
 ) -> str | None:
-    """One checked operation, on the writer thread; its new ETag (None for a delete)."""
-    pk, rk = entity["PartitionKey"], entity["RowKey"]
+    """One checked operation, on the writer thread; its new ETag (None for a delete).
+
+    ``entity`` is the checks' own copy: its keys are taken out of it, and the rest is the body."""
+    pk, rk = entity.pop("PartitionKey"), entity.pop("RowKey")
     etag = None if op.kind == "delete" else _new_etag()
     if op.kind == "insert":
         try:

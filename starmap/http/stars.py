@@ -347,22 +347,23 @@ async def like_star(request: web.Request) -> web.Response:
         intent = (
             intent_of(request, "like", key, star_id, converter.unstructure(body)) if key is not None else None
         )
-        actors = request.app[ACTORS]
+        app = request.app  # a property a step away: read once
+        actors = app[ACTORS]
         client = client_identity(request)
         decision = actors.decide_here(client)  # without Redis (the like's hot path): no await
         if decision is None:
             decision = await actors.acquire(client)
         headers = _rate_headers(decision)
         if not decision.allowed:
-            request.app[METRICS].rate_limited.inc()
+            app[METRICS].rate_limited.inc()
             headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-            period = request.app[SETTINGS].rate_limit.seconds
+            period = app[SETTINGS].rate_limit.seconds
             detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
             return problem(429, detail, headers=headers)
         star = await actors.like(star_id, Like(user_id=body.user_id, intent=intent))
         if isinstance(star, Recorded):
             return recorded_response(star, headers)
-        return json_response(like_json(star, request.app[BRIGHTNESS], time.time()), headers=headers)
+        return json_response(like_json(star, app[BRIGHTNESS], time.time()), headers=headers)
 
 
 SINCE: Final = Param(

@@ -10,10 +10,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from starmap.actors.messages import PLAIN_LIKE, Like
 from starmap.app import create_app
 from starmap.errors import ActorStopped, AlreadyExists, NotFound, Overloaded, StorageUnavailable
-from starmap.http.body import load_body
+from starmap.http.body import load_body, structure
 from starmap.http.openapi import doc
+from starmap.http.schemas import LikeIn, converter
+from starmap.http.stars import NO_LIKE_BODY
 from starmap.keys import FRONT
 
 from .conftest import MakeSettings
@@ -209,3 +212,15 @@ async def test_cors_allows_the_configured_origin(make_settings: MakeSettings, ai
 async def test_without_cors_origins_no_cors_headers(probe_client: Client) -> None:
     answer = await probe_client.get("/health", headers={"Origin": "https://map.example"})
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_the_shared_empty_like_body_and_message_are_what_they_would_be_made() -> None:
+    """A like with an empty body reuses one frozen ``LikeIn`` and one ``Like``: they must be
+    what structuring ``{}`` and a like without a user or key would make."""
+    assert structure({}, LikeIn, converter) == NO_LIKE_BODY
+    assert Like(user_id=None, intent=None) == PLAIN_LIKE
+    assert attrs.has(LikeIn) and attrs.has(Like)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        NO_LIKE_BODY.user_id = "u1"  # type: ignore[misc, assignment]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        PLAIN_LIKE.user_id = "u1"  # type: ignore[misc]

@@ -8,7 +8,7 @@ are told (fire and forget).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import attrs
 
@@ -158,6 +158,11 @@ class Like(Ask[Star | Recorded]):
 
     user_id: str | None = None
     intent: Intent | None = None
+
+
+# The like that names no user and carries no key (nearly every like): one frozen message shared
+# by all of them, not one made per like (~650 ns with its keywords).
+PLAIN_LIKE: Final = Like()
 
 
 # -- popularity tracker ------------------------------------------------------------

@@ -112,10 +112,19 @@ def structure(body: dict[str, Any], schema: type[T], converter: cattrs.Converter
 
 
 async def load_body(
-    request: web.Request, schema: type[T], converter: cattrs.Converter, *, optional: bool = False
+    request: web.Request,
+    schema: type[T],
+    converter: cattrs.Converter,
+    *,
+    optional: bool = False,
+    empty: T | None = None,
 ) -> T:
     """Read and validate a body: 400 if it is not a JSON object, 422 with field errors.
 
-    With ``optional``, an empty body counts as ``{}``.
+    With ``optional``, an empty body counts as ``{}``. ``empty``: what ``{}`` structures into,
+    made once (a frozen schema's defaults), for a body most requests send empty (a like's).
     """
-    return structure(await read_json_object(request, optional=optional), schema, converter)
+    body = await read_json_object(request, optional=optional)
+    if not body and empty is not None:
+        return empty
+    return structure(body, schema, converter)

@@ -13,6 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..actors.messages import (
+    PLAIN_LIKE,
     ActiveStars,
     CreateStar,
     DeleteStar,
@@ -74,6 +75,7 @@ __all__ = (
 )
 
 MAX_BATCH_IDS: Final = 100
+NO_LIKE_BODY: Final = LikeIn()  # what a like's empty body structures into (frozen: shared)
 LIST_CACHE_SECONDS: Final = 1.0
 BIG_LIST: Final = 1 << 20  # bytes
 
@@ -342,7 +344,7 @@ async def like_star(request: web.Request) -> web.Response:
     star_id = _star_id(request)
     key = idempotency_key(request)
     with held(request, key, "like", star_id):  # the whole answer in this one coroutine: the hot path
-        body = await load_body(request, LikeIn, converter, optional=True)
+        body = await load_body(request, LikeIn, converter, optional=True, empty=NO_LIKE_BODY)
         # Most likes carry no key: their body is not unstructured again for nothing.
         intent = (
             intent_of(request, "like", key, star_id, converter.unstructure(body)) if key is not None else None
@@ -360,7 +362,8 @@ async def like_star(request: web.Request) -> web.Response:
             period = app[SETTINGS].rate_limit.seconds
             detail = f"at most {decision.limit} likes per {period:g} s from one client; retry later"
             return problem(429, detail, headers=headers)
-        star = await actors.like(star_id, Like(user_id=body.user_id, intent=intent))
+        like = PLAIN_LIKE if body.user_id is None and intent is None else Like(body.user_id, intent)
+        star = await actors.like(star_id, like)
         if isinstance(star, Recorded):
             return recorded_response(star, headers)
         return json_response(like_json(star, app[BRIGHTNESS], time.time()), headers=headers)

@@ -47,7 +47,7 @@ class Mailbox:
 
     What a cell needs of ``asyncio.Queue``, without its generality: no getter and
     putter lists, no count of unfinished tasks, and no ``QueueEmpty`` raised to end
-    every batch. Every like passes through two of these.
+    every batch. Every like passes through one of these (its counter's).
     """
 
     __slots__ = ("_items", "_loop", "_waiter")
@@ -78,7 +78,7 @@ class Mailbox:
 
     def wait(self) -> asyncio.Future[None]:
         """What the cell's task awaits while the mailbox is empty: set by the next ``put_nowait``.
-        A future, not a coroutine: no frame made and resumed per batch (two batches a like)."""
+        A future, not a coroutine: no frame made and resumed per batch (every like's counter waits)."""
         waiter = self._waiter = self._loop.create_future()
         return waiter
 

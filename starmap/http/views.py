@@ -8,27 +8,20 @@ The one place these shapes are built. Views call these functions; the actors get
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from yarl import URL
 
 from ..idempotency import Recorded
+from ..rules import rounding
 from ..stars import Brightness, Star
 from ..users import User
 
 __all__ = ("WireViews", "like_json", "rounded", "star_json", "user_json")
 
 
-def rounded(value: float) -> float:
-    """``value`` to 6 decimals, as ``round(value, 6)`` gives it but for an input within an ulp of
-    a half (the scaled value rounds, not its exact binary expansion). ``round`` with digits
-    goes through a decimal string and back, ~3,000 instructions; every like rounds four
-    times, a list of stars twice per star."""
-    scaled = value * 1e6
-    if -1e15 < scaled < 1e15:  # NaN and the infinities fail both (a row edited by hand)
-        return round(scaled) / 1e6  # k / 10**6 to the nearest double, as round's own result
-    return round(value, 6)
+rounded: Final = rounding(6)  # brightness as clients see it: round(value, 6), by scaling
 
 
 def star_json(star: Star, model: Brightness, now: float, *, is_popular: bool) -> dict[str, Any]:

@@ -56,7 +56,6 @@ class Front:
         self._metrics = metrics
         self._verbose_errors = verbose_errors
         self._wrapped: dict[tuple[Handler, str | None], Handler] = {}
-        self._fronted: set[Handler] = set()
 
     def __call__(self, handler: Handler, route: str | None = None) -> Handler:
         """``handler`` in the front; the same handler is wrapped once (CORS checks a preflight
@@ -66,14 +65,14 @@ class Front:
             found = self._wrapped[handler, route] = _observed(
                 handler, self._metrics, self._verbose_errors, route
             )
-            self._fronted.add(found)
         return found
 
     def check(self, app: web.Application) -> None:
         """Refuse an app with a route whose handler is not in the front: its errors would be
         answered as text, its requests uncounted and without an id."""
+        fronted = set(self._wrapped.values())
         bare = sorted(f"{r.method} {r.resource.canonical if r.resource else '?'}"
-                      for r in app.router.routes() if r.handler not in self._fronted)  # fmt: skip
+                      for r in app.router.routes() if r.handler not in fronted)  # fmt: skip
         if bare:
             raise RuntimeError(f"routes without the front (wrap them in app[FRONT]): {', '.join(bare)}")
 

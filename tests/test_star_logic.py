@@ -123,6 +123,21 @@ class TestIndex:
             decode_cursor(cursor)
 
 
+def test_a_like_makes_a_new_star_and_leaves_the_old_one_as_it_was() -> None:
+    """Caches key on a star's identity (a changed star is a new object) and keep its digest:
+    a like must not touch the star it starts from. Stars compare and hash by value."""
+    old = star("s1", 0.25, -0.5, created=10.0, batches=("a",))
+    before = (old.likes, old.b0, old.t0, old.last_liked, old.batches, old.digest)
+    new = old.with_likes(MODEL, 2, 20.0, "b")
+    assert new is not old
+    assert (old.likes, old.b0, old.t0, old.last_liked, old.batches, old.digest) == before
+    assert (new.likes, new.t0, new.last_liked, new.batches) == (2, 20.0, 20.0, ("a", "b"))
+    assert new.b0 == MODEL.liked(old.b0, old.t0, 20.0, 2)
+    assert new.digest != old.digest
+    twin = star("s1", 0.25, -0.5, created=10.0, batches=("a",))
+    assert twin == old and hash(twin) == hash(old) and len({twin, old}) == 1
+
+
 def test_entities_round_trip_and_spread_over_buckets() -> None:
     s = star("abc", 0.25, -0.5, created=12.5, user_id="u1", batches=("x1", "x2"))
     assert star_from_entity(star_to_entity(s)) == s

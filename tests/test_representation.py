@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from starmap.http.representation import chosen_coding
 from starmap.http.views import rounded
 from starmap.keys import LIST_CACHE
+from starmap.rules import rounding
 
 from .conftest import MakeClient, MakeProcess
 from .load import create_star
@@ -283,3 +284,11 @@ def test_rounded_is_round_to_six_decimals_and_keeps_what_is_not_finite() -> None
     assert rounded(math.inf) == math.inf and rounded(-math.inf) == -math.inf
     assert math.isnan(rounded(math.nan))
     assert rounded(1e300) == 1e300
+    # The scaled value is rounded in float arithmetic: half to even as ``round``, negative
+    # values too, up to the largest values it scales (under 1e15).
+    whole = rounding(0)
+    for value in [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, -0.4, -0.0, 999_999_999_999_998.5, -999_999_999_999_998.5]:
+        assert whole(value) == round(value, 0)
+    for _ in range(100_000):
+        value = rng.uniform(-1000.0, 1000.0)
+        assert rounded(value) == round(value, 6)

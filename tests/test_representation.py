@@ -8,9 +8,10 @@ import gzip
 import json
 import math
 import random
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import attrs
 import brotli
 import pytest
 from aiohttp import web
@@ -20,12 +21,21 @@ from starmap.http.representation import chosen_coding
 from starmap.http.views import rounded
 from starmap.keys import LIST_CACHE
 from starmap.rules import rounding
+from starmap.stars import Star
 
 from .conftest import MakeClient, MakeProcess
 from .load import create_star
 from .rig import RedisServer
 
 Client = TestClient[web.Request, web.Application]
+
+
+def changed(star: Star, **changes: Any) -> Star:
+    """``attrs.evolve`` for a star, which mypy does not take for an attrs class (it is made by
+    ``starmap.stars._immutable``, which mypy holds frozen)."""
+    return cast(Star, attrs.evolve(cast(Any, star), **changes))
+
+
 JSON = {"Content-Type": "application/json"}
 
 
@@ -197,28 +207,24 @@ async def test_replicas_agree_on_tags(make_process: MakeProcess, redis_server: R
 
 
 def test_one_stars_tag_follows_its_state_and_its_popularity() -> None:
-    import attrs
-
     from starmap.http.representation import one_star_tag
-    from starmap.stars import Star
 
     star = Star("s1", 0.5, 0.5, "hi", 100.0, 1000.0, 3, 1000.0, 1000.0)
     tag = one_star_tag(star, popular={})
-    assert tag == one_star_tag(attrs.evolve(star), popular={"s2": 1})  # an equal star elsewhere
+    assert tag == one_star_tag(changed(star), popular={"s2": 1})  # an equal star elsewhere
     assert tag != one_star_tag(star, popular={"s1": 1})
-    assert tag != one_star_tag(attrs.evolve(star, likes=4), popular={})
-    assert tag != one_star_tag(attrs.evolve(star, message="ho"), popular={})
+    assert tag != one_star_tag(changed(star, likes=4), popular={})
+    assert tag != one_star_tag(changed(star, message="ho"), popular={})
 
 
 def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
     """Patched after a like, the body is byte for byte what a full rendering at the same time gives."""
-    import attrs
     import orjson
 
     from starmap.http.stars import ListCache
     from starmap.http.views import star_json
     from starmap.index import StarIndex
-    from starmap.stars import Brightness, Star
+    from starmap.stars import Brightness
 
     model = Brightness(3600, 20, 20)
     stars = [
@@ -237,14 +243,14 @@ def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
     assert cache.rendered_stars == 50
     assert cache.render(index, popular, 2000.2, piece) is cache.body  # nothing changed: kept as is
     # Likes only (stars replaced, none come or go) and a popularity change: patched in place.
-    index.replace(attrs.evolve(stars[2], likes=7, b0=60.0, t0=2000.05, last_liked=2000.05))
+    index.replace(changed(stars[2], likes=7, b0=60.0, t0=2000.05, last_liked=2000.05))
     patched = cache.render(index, {"s3": 60, "s5": 50}, 2000.3, piece)
     assert cache.rendered_stars == 50 + 2  # s2, and s5 now popular (s3 stays)
     assert patched == full(index, {"s3": 60, "s5": 50}, 2000.0)
     popular = {"s3": 60, "s5": 50}
     cache.render(index, popular, 2000.35, piece)
     assert cache.rendered_stars == 52
-    index.replace(attrs.evolve(stars[7], likes=99, b0=55.0, t0=2000.1, last_liked=2000.1))
+    index.replace(changed(stars[7], likes=99, b0=55.0, t0=2000.1, last_liked=2000.1))
     index.remove("s9")
     index.add(Star("new", 0.5, 0.5, "new", 100.0, 2000.3, 0, 2000.3, 2000.3))
     changed_popular = {"s3": 60, "s4": 51}
@@ -257,15 +263,12 @@ def test_the_list_cache_re_renders_only_the_stars_that_changed() -> None:
 
 
 def test_the_index_digest_kept_through_changes_is_the_one_computed_anew() -> None:
-    import attrs
-
     from starmap.index import StarIndex
-    from starmap.stars import Star
 
     stars = [Star(f"s{i}", 0, 0, "m", 100.0, 1.0, i, 1.0 + i, 1.0) for i in range(20)]
     kept = StarIndex(stars)
     before = kept.digest  # computed now, then kept as stars change
-    kept.replace(attrs.evolve(stars[3], likes=99))
+    kept.replace(changed(stars[3], likes=99))
     kept.add(Star("new", 0.5, 0.5, "n", 100.0, 2.0, 0, 30.0, 2.0))
     kept.remove("s7")
     fresh = StarIndex(list(kept))

@@ -14,9 +14,9 @@ from typing import Any, Final
 
 import attrs
 import orjson
-from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+from multidict import istr
 
 from .rules import rounding
 from .settings import LogFormat, Settings
@@ -25,7 +25,7 @@ __all__ = (
     "REQUEST_ID",
     "TextFormatter",
     "escape_controls",
-    "REQUEST_ID_KEY",
+    "REQUEST_ID_HEADER",
     "AccessLogger",
     "JsonFormatter",
     "RedactSecrets",
@@ -36,8 +36,10 @@ __all__ = (
 
 # The id of the request being handled, for every log line written while handling it.
 REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("request_id", default="-")
-# The same id kept on the request, for the access log line written after the handler.
-REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
+# The header that carries it on every answer (the front puts it there), where the access
+# line, written after the handler, reads it: kept on the request as well, it cost every
+# request aiohttp's Python __setitem__ and __getitem__.
+REQUEST_ID_HEADER: Final = istr("X-Request-ID")
 
 REDACTED: Final = "***"
 # Attributes every LogRecord has; anything else was passed in `extra`.
@@ -366,10 +368,9 @@ class AccessLogger(AbstractAccessLogger):
         if sink is not None and method in _READS and not sink.wants(method, status, time):
             return
         path = request.path
-        try:  # set by the middleware; a request aiohttp refused before it has none
-            request_id = request[REQUEST_ID_KEY]
-        except KeyError:
-            request_id = "-"
+        # Set by the front on every answer; one aiohttp made itself (a request it refused before
+        # any handler) has none.
+        request_id = response.headers.get(REQUEST_ID_HEADER, "-")
         if sink is not None:  # the parts now, the line at the flush (see BufferedStreamHandler)
             parts = (logger.name, method, path, status, time, request.remote, response.body_length,
                      request_id, _now())  # fmt: skip

@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from starmap.app import PARTITIONS, STORE, create_app
 from starmap.http.openapi import build, doc
 from starmap.keys import FRONT, HUB
-from starmap.logs import RequestIdFilter, escape_controls
+from starmap.logs import AccessLogger, RequestIdFilter, escape_controls
 from starmap.metrics import Metrics
 from starmap.stars import STARS
 from starmap.storage import iter_entities
@@ -250,6 +251,43 @@ async def test_request_ids_are_honoured_or_made_and_reach_the_logs(
     assert (redirect.status, redirect.headers["X-Request-ID"]) == (302, "r-1")
     async with client.get("/events/stream", headers={"X-Request-ID": "s-1"}) as stream:
         assert stream.headers["X-Request-ID"] == "s-1"  # prepared by its handler, not the front
+
+
+async def test_each_access_line_has_the_id_its_answer_carries(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Honoured, made, on a miss, a redirect and a problem: the access line names the id the
+    client got. A request aiohttp refuses itself has no id: ``-``. (An event stream's id is
+    put on by its handler: ``test_request_ids_are_honoured_or_made_and_reach_the_logs``.)"""
+    app = create_app(make_settings())
+
+    @doc("a test route that redirects", tag="test", responses={302: "Any"})
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/health")
+
+    app.router.add_get("/probe/moved", app[FRONT](moved))
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sent: list[tuple[str, str]] = []
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                for path, offered in (("/health", "acc-1"), ("/health", None), ("/nope", "acc-3"),
+                                      ("/probe/moved", "acc-4"), ("/stars/nope", None)):  # fmt: skip
+                    headers = {"X-Request-ID": offered} if offered else {}
+                    async with http.get(path, headers=headers, allow_redirects=False) as answer:
+                        sent.append((path, answer.headers["X-Request-ID"]))
+                async with http.get("/health", headers={"Content-Length": "x"}) as refused:
+                    assert refused.status == 400 and "X-Request-ID" not in refused.headers
+    finally:
+        await runner.cleanup()
+    logged = [(r.path, r.request_id) for r in caplog.records if r.name == "aiohttp.access"]  # type: ignore[attr-defined]
+    assert sorted(logged) == sorted([*sent, ("/", "-")])  # aiohttp's own 400 knows no path
+    assert (sent[0][1], sent[2][1], sent[3][1]) == ("acc-1", "acc-3", "acc-4")  # honoured
+    assert sent[1][1] != "-" and sent[4][1] != "-"  # made
 
 
 # -- OpenAPI ----------------------------------------------------------------------------------

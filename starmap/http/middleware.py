@@ -25,7 +25,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..logs import REQUEST_ID, REQUEST_ID_KEY
+from ..logs import REQUEST_ID, REQUEST_ID_HEADER
 from ..metrics import METHODS, Metrics
 from .problems import answer_error
 from .representation import finish
@@ -34,7 +34,7 @@ __all__ = ("HEADER", "UNMATCHED", "Front", "add_request_id_header")
 
 log = logging.getLogger(__name__)
 
-HEADER: Final = "X-Request-ID"
+HEADER: Final = REQUEST_ID_HEADER  # the access line reads it there
 # nginx's "client closed request": counted apart from the answers we gave (never a 500).
 CLIENT_CLOSED: Final = 499
 # Anything else (CR/LF, quotes, very long) is replaced: the id goes into logs and headers.
@@ -84,7 +84,6 @@ def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: s
     async def observe(request: web.Request) -> web.StreamResponse:
         offered = request.headers.get(HEADER, "")
         request_id = offered if offered and SANE.fullmatch(offered) else f"{_PROCESS}-{next(_COUNTER):x}"
-        request[REQUEST_ID_KEY] = request_id
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -118,8 +117,8 @@ def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: s
     return observe
 
 
-def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """The request's id on an answer its handler prepares itself (an event stream); the
-    front puts it on every other answer (a plain call: a response-prepare signal costs
-    every request ~3 % of its CPU)."""
-    response.headers[HEADER] = request[REQUEST_ID_KEY]
+def add_request_id_header(response: web.StreamResponse) -> None:
+    """The request's id on an answer its handler prepares itself (an event stream), from
+    inside the handler; the front puts it on every other answer (a plain call: a
+    response-prepare signal costs every request ~3 % of its CPU)."""
+    response.headers[HEADER] = REQUEST_ID.get()

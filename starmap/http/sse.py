@@ -67,7 +67,7 @@ async def _stream(request: web.Request, topics: frozenset[str]) -> web.StreamRes
     response = EventSourceResponse(ping_interval=settings.ping_interval, send_timeout=settings.send_timeout)
     stream = streams.open(topics, last_id, response, client, box)
     try:
-        add_request_id_header(request, response)
+        add_request_id_header(response)
         await response.prepare(request)
         stream.transport = request.transport
         await _pump(response, streams, stream, _retry(settings.retry_ms), settings.send_timeout)

@@ -9,7 +9,7 @@ interval, and a client needs no state once ``tat <= now``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = ("Verdict", "gcra")
 
@@ -24,10 +24,14 @@ class Verdict(NamedTuple):  # a tuple: made on every like, at half an attrs clas
 
 def gcra(tat: float, now: float, *, limit: int, period: float) -> Verdict:
     interval = period / limit
-    base = max(tat, now)
+    base = tat if tat > now else now  # max() parses its arguments as a tuple
     new_tat = base + interval
     if new_tat - now > period + 1e-9:
         retry = new_tat - period - now
         return Verdict(False, tat, 0, base - now, retry)
     remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
-    return Verdict(True, new_tat, remaining, new_tat - now, 0.0)
+    # Made as its tuple at once, not through the NamedTuple's Python __new__: every like decides.
+    return _new_tuple(Verdict, (True, new_tat, remaining, new_tat - now, 0.0))
+
+
+_new_tuple: Final = tuple.__new__

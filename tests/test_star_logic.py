@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from starmap.actors.messages import RateDecision
 from starmap.actors.popularity import PopularityTracker
 from starmap.actors.ratelimit import RateLimiter
 from starmap.errors import ValidationFailed
 from starmap.http.body import structure
 from starmap.http.schemas import StarIn, converter
 from starmap.index import StarIndex, decode_cursor, encode_cursor
-from starmap.ratelimit import gcra
+from starmap.ratelimit import Verdict, gcra
 from starmap.stars import (
     BUCKETS,
     BBox,
@@ -260,6 +261,13 @@ def test_the_local_limiter_allows_the_limit_then_refuses_until_an_interval_passe
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0]
     assert decisions[-1].retry_after == pytest.approx(20.0)
+    # Whole decisions, every field in its place (they are made as tuples at once).
+    assert all(type(d) is RateDecision for d in decisions)
+    first, refused = decisions[0], decisions[-1]
+    assert first[:3] == (True, 3, 2) and first[3:] == pytest.approx((20.0, 0.0))
+    assert refused[:3] == (False, 3, 0) and refused[3:] == pytest.approx((60.0, 20.0))
+    verdict = gcra(0.0, 100.0, limit=3, period=60.0)
+    assert type(verdict) is Verdict and verdict == Verdict(True, 120.0, 2, 20.0, 0.0)
     assert limiter.decide_locally("b").allowed  # per client
     clock.now += 20.0
     assert limiter.decide_locally("a").allowed

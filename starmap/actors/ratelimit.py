@@ -36,6 +36,7 @@ return {1, remaining, tostring(new_tat - now), '0'}
 """
 KEY: Final = "local"
 EXPIRE_EVERY: Final = 1.0  # seconds between passes that forget clients whose quota is back
+_new_tuple: Final = tuple.__new__
 
 
 class RateLimiter(Actor):
@@ -95,8 +96,10 @@ class RateLimiter(Actor):
             tats.move_to_end(client)
             while len(tats) > self.max_clients:
                 tats.popitem(last=False)
-        return RateDecision(
-            verdict.allowed, self.limit, verdict.remaining, verdict.reset, verdict.retry_after
+        # Made as its tuple at once, not through the NamedTuple's Python __new__ (~1,700
+        # instructions of its ~3,800): every like is decided here without Redis.
+        return _new_tuple(
+            RateDecision, (verdict.allowed, self.limit, verdict.remaining, verdict.reset, verdict.retry_after)
         )
 
     async def _acquire_global(self, client: str) -> RateDecision:

@@ -68,7 +68,7 @@ class PopularityTracker(Actor):
                 return None
             case Forget(str(star_id)):
                 self.counts.pop(star_id, None)
-                self._publish_one(star_id, 0)
+                self._publish_one(star_id, 0, int(self.clock() // self.width))
                 return None
         return await super().receive(message)
 
@@ -78,11 +78,13 @@ class PopularityTracker(Actor):
         buckets = self.counts.get(star_id)
         if buckets is None:  # not setdefault: it would make an OrderedDict for nothing per like
             buckets = self.counts[star_id] = collections.OrderedDict()
-        slot = int(at // self.width)
+        width = self.width
+        slot = int(at // width)
         buckets[slot] = buckets.get(slot, 0) + count
-        total = self._total(star_id, self._oldest(self.clock()))
+        now_slot = int(self.clock() // width)  # one reading of the clock for the whole count
+        total = self._total(star_id, now_slot - BUCKETS + 1)
         if total >= self.threshold or star_id in self.popular:
-            self._publish_one(star_id, total)
+            self._publish_one(star_id, total, now_slot)
         return total >= self.threshold
 
     def current(self) -> dict[str, int] | None:
@@ -97,8 +99,8 @@ class PopularityTracker(Actor):
         self.popular_slot = int(now // self.width)
         return self.popular
 
-    def _publish_one(self, star_id: str, total: int) -> None:
-        if self.popular_slot != int(self.clock() // self.width):
+    def _publish_one(self, star_id: str, total: int, now_slot: int) -> None:
+        if self.popular_slot != now_slot:
             self._recompute()  # the window slid: everything may have changed
             return
         popular = self.popular

@@ -189,6 +189,20 @@ def test_request_times_land_in_the_bucket_of_each_bound_they_are_under() -> None
     assert sample(text, "starmap_http_request_duration_seconds_sum") == pytest.approx(20.2045)
 
 
+async def test_each_route_is_counted_under_its_path_and_its_twin_with_it(client: Client) -> None:
+    """One series per route: a trailing-slash twin counts under its route's path, a route with
+    a parameter under its template, what no route takes as ``unmatched``."""
+    for path in ("/health", "/health/", "/stars/nope", "/stars/nope/", "/no/such/thing"):
+        await (await client.get(path)).read()
+    text = (await (await client.get("/metrics")).read()).decode()
+    requests = "starmap_http_requests_total"
+    assert sample(text, requests, method="GET", route="/health", status="200") == 2
+    assert sample(text, requests, method="GET", route="/stars/{id}", status="404") == 2
+    assert sample(text, requests, method="GET", route="/no/such/thing") == 0
+    assert sample(text, requests, method="GET", route="unmatched", status="404") == 1
+    assert not re.search(r'route="[^"]+/"', text)  # no twin has a series of its own
+
+
 async def test_metrics_move_with_requests_likes_and_subscriptions(make_client: MakeClient) -> None:
     client = await make_client(API_RATE_LIMIT_TIMES="2")
     before = await (await client.get("/metrics")).text()

@@ -91,11 +91,13 @@ def setup_routes(app: web.Application, front: Front) -> None:
     by_path: dict[str, list[tuple[str, Handler]]] = {}
     for method, path, handler in routes:
         by_path.setdefault(path, []).append((method, handler))
-    twins = [(path + "/", methods) for path, methods in by_path.items() if path != "/"]
-    for path, methods in [*by_path.items(), *twins]:
+    # Each route counted under its path, its twin under the same (one series per route),
+    # named here once rather than looked up on every request.
+    twins = [(path + "/", path, methods) for path, methods in by_path.items() if path != "/"]
+    for path, counted, methods in [*((p, p, m) for p, m in by_path.items()), *twins]:
         resource = app.router.add_resource(path)
         for method, handler in methods:
-            resource.add_route(method, front(handler))
+            resource.add_route(method, front(handler, counted))
     sse.setup_sse(app)
     app.on_startup.append(_build_openapi)
 

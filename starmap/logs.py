@@ -199,7 +199,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             pending, self._pending, self._size = self._pending, [], 0
             if pending:  # deferred lines made here, in order (under the lock: emit holds it too)
-                self.stream.write("".join(e if type(e) is str else _made(*e) for e in pending))
+                self.stream.write("".join(_made(pending)))
             super().flush()
 
     def close(self) -> None:
@@ -209,13 +209,27 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def _made(make: Callable[..., str], parts: tuple[Any, ...]) -> str:
-    """A deferred line, made; one that cannot be made says so on a line of its own."""
-    try:
-        return make(*parts)
-    except Exception as exc:  # never lose the batch for one line
-        failed = {"level": "ERROR", "logger": __name__, "message": f"a log line could not be made: {exc!r}"}
-        return orjson.dumps(failed, default=str).decode() + "\n"  # JSON: one line, whatever exc says
+def _made(pending: list[str | tuple[Callable[..., str], tuple[Any, ...]]]) -> list[str]:
+    """The queued lines, the deferred ones made; one that cannot be made says so on a line of
+    its own. One loop for the batch: no generator to resume and no call of its own per line."""
+    lines: list[str] = []
+    for entry in pending:
+        if isinstance(entry, str):
+            lines.append(entry)
+            continue
+        make, parts = entry
+        try:
+            lines.append(make(*parts))
+        except Exception as exc:  # never lose the batch for one line
+            failed = {
+                "level": "ERROR",
+                "logger": __name__,
+                "message": f"a log line could not be made: {exc!r}",
+            }
+            lines.append(
+                orjson.dumps(failed, default=str).decode() + "\n"
+            )  # JSON: one line, whatever exc says
+    return lines
 
 
 def configure_logging(settings: Settings) -> None:

@@ -187,9 +187,14 @@ class StarIndex(OrderedIndex[Star]):
         self.shape += 1
 
     def replace(self, item: Star) -> bool:
-        old = self._by_id.get(item.id)
-        if old is None or not super().replace(item):
+        # Index.replace's own two steps, here: every like replaces its star, and super() made a
+        # proxy object and a second call for them.
+        by_id = self._by_id
+        old = by_id.get(item.id)
+        if old is None:
             return False
+        self.version += 1
+        by_id[item.id] = item
         if self._digest is not None:
             self._digest ^= old.digest ^ item.digest
         self._replaced.add(item.id)

@@ -226,9 +226,8 @@ def _made(pending: list[str | tuple[Callable[..., str], tuple[Any, ...]]]) -> li
                 "logger": __name__,
                 "message": f"a log line could not be made: {exc!r}",
             }
-            lines.append(
-                orjson.dumps(failed, default=str).decode() + "\n"
-            )  # JSON: one line, whatever exc says
+            # JSON: one line, whatever exc says.
+            lines.append(orjson.dumps(failed, default=str).decode() + "\n")
     return lines
 
 

@@ -163,7 +163,7 @@ def rounding(digits: int) -> Callable[[float], float]:
     answer and its event, twice each; an access line, once). Its result is round's (the double
     nearest k / 10**digits) but for an input within an ulp of a half, where the scaled value's
     rounding decides. The scaled value is rounded in float arithmetic (``_TO_INTEGER``):
-    ``round(scaled)`` makes an int and divides it back, ~1,500 instructions more. NaN, the
+    ``round(scaled)`` made an int and divided it back, ~700 instructions more. NaN, the
     infinities and values too large to scale go through ``round`` itself."""
     scale = float(10**digits)
 

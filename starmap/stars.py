@@ -126,11 +126,11 @@ class Brightness:
         return value if value < MAX_BRIGHTNESS else MAX_BRIGHTNESS
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
-def _immutable(cls: type[T]) -> type[T]:
+def _immutable(cls: type[_T]) -> type[_T]:
     """An attrs class the type checker holds frozen (mypy refuses an assignment to a field),
     made as a plain slotted one: a frozen attrs ``__init__`` sets each field through
     ``object.__setattr__``, ~9,000 instructions more for a star's twelve (callgrind), and a star

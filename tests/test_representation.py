@@ -28,15 +28,13 @@ from .load import create_star
 from .rig import RedisServer
 
 Client = TestClient[web.Request, web.Application]
+JSON = {"Content-Type": "application/json"}
 
 
 def changed(star: Star, **changes: Any) -> Star:
     """``attrs.evolve`` for a star, which mypy does not take for an attrs class (it is made by
     ``starmap.stars._immutable``, which mypy holds frozen)."""
     return cast(Star, attrs.evolve(cast(Any, star), **changes))
-
-
-JSON = {"Content-Type": "application/json"}
 
 
 async def seed(client: Client, stars: int = 3) -> dict[str, Any]:

@@ -134,6 +134,10 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = time.gmtime
 
 
+# A queued line: made already, or what makes it and its parts (``write_later``).
+_Entry = str | tuple[Callable[..., str], tuple[Any, ...]]
+
+
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Lines go to the stream in batches: at 64 KiB, every ``interval`` s, and for warnings at once.
 
@@ -150,7 +154,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, stream: Any, *, interval: float = 0.25, limit: int = 64 * 1024) -> None:
         super().__init__(stream)
-        self._pending: list[str | tuple[Callable[..., str], tuple[Any, ...]]] = []
+        self._pending: list[_Entry] = []
         self._size = 0
         self._limit = limit
         self._interval = interval
@@ -175,9 +179,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         about how long it will be (for the 64 KiB bound)."""
         self._queue((make, parts), size, False)
 
-    def _queue(
-        self, entry: str | tuple[Callable[..., str], tuple[Any, ...]], size: int, urgent: bool
-    ) -> None:
+    def _queue(self, entry: _Entry, size: int, urgent: bool) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(entry)
             self._size += size
@@ -209,7 +211,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def _made(pending: list[str | tuple[Callable[..., str], tuple[Any, ...]]]) -> list[str]:
+def _made(pending: list[_Entry]) -> list[str]:
     """The queued lines, the deferred ones made; one that cannot be made says so on a line of
     its own. One loop for the batch: no generator to resume and no call of its own per line."""
     lines: list[str] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from typing import Any, Final, TypeVar, dataclass_transform
+from typing import Any, Final
 
 import attrs
 import orjson
 
 from .errors import NotFound
+from .frozen import immutable
 from .layout import LAYOUT, LAYOUT_PROPERTY, Census, RowKind, classify, read_row
 from .settings import StarSettings
 from .storage import STARS, Stored, TableStore
@@ -126,22 +127,11 @@ class Brightness:
         return value if value < MAX_BRIGHTNESS else MAX_BRIGHTNESS
 
 
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
-def _immutable(cls: type[_T]) -> type[_T]:
-    """An attrs class the type checker holds frozen (mypy refuses an assignment to a field),
-    made as a plain slotted one: a frozen attrs ``__init__`` sets each field through
-    ``object.__setattr__``, ~9,000 instructions more for a star's twelve (callgrind), and a star
-    is made per like and per row at start-up. Hashed by value, as a frozen one is."""
-    return attrs.define(slots=True, unsafe_hash=True)(cls)
-
-
-@_immutable
+@immutable
 class Star:
     """One star as the service holds it; brightness is computed at read time. Immutable by
-    contract (see ``_immutable``): a changed star is a new object, which caches rely on."""
+    contract (see ``starmap.frozen.immutable``): a changed star is a new object, which caches
+    rely on."""
 
     id: str
     x: float

@@ -33,7 +33,7 @@ JSON = {"Content-Type": "application/json"}
 
 def changed(star: Star, **changes: Any) -> Star:
     """``attrs.evolve`` for a star, which mypy does not take for an attrs class (it is made by
-    ``starmap.stars._immutable``, which mypy holds frozen)."""
+    ``starmap.frozen.immutable``, which mypy holds frozen)."""
     return cast(Star, attrs.evolve(cast(Any, star), **changes))
 
 

@@ -17,6 +17,8 @@ from typing import Any, Final, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from ..frozen import immutable
+
 __all__ = (
     "MAX_BATCH",
     "Entity",
@@ -50,7 +52,7 @@ _PROPERTY_RESERVED: Final = _RESERVED - {"PartitionKey", "RowKey"}
 _PLAIN_VALUES: Final = frozenset({str, float, bool})  # exactly these types need no further check
 
 
-@attrs.frozen
+@immutable  # one per row read: every row of every table at start-up
 class Stored:
     """An entity as read from the store, with the ETag of that version."""
 

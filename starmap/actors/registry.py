@@ -28,7 +28,7 @@ from ..stars import (
     star_to_entity,
     stored_star,
 )
-from ..storage import Op, TableStore, delete_rows, iter_entities
+from ..storage import Op, TableStore, delete_rows, iter_entities, iter_pages
 from .messages import (
     ActiveStars,
     CheckUser,
@@ -118,11 +118,13 @@ class StarRegistry(Actor):
             self.index, source = StarIndex(mirrored), "the redis mirror"
         else:
             census = star_census()
-            read = []
+            take, read = census.take, []
             with Progress("star index: loading", None, log=log, bar=False) as progress:
-                async for row in iter_entities(self.store, STARS, rows=IDS):
-                    read.append(census.take(row.entity))
-                    progress.advance()
+                # A page at a time: a million rows, a million async-generator steps fewer.
+                async for page in iter_pages(self.store, STARS, rows=IDS):
+                    for row in page:
+                        read.append(take(row.entity))
+                    progress.advance(len(page))
             stored = [star for star in read if star is not None]
             self.index, source, self.census = StarIndex(stored), "the table store", census
             census.log(log, self.index)

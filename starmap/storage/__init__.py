@@ -15,6 +15,7 @@ from .base import (
     TableStore,
     delete_rows,
     iter_entities,
+    iter_pages,
     partition_chunks,
 )
 
@@ -36,6 +37,7 @@ __all__ = (
     "delete_rows",
     "describe_store",
     "iter_entities",
+    "iter_pages",
     "open_store",
     "partition_chunks",
 )

@@ -10,6 +10,7 @@ SQLite backend keeps the same rules, so code written against one runs on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = (
     "check_table_name",
     "delete_rows",
     "iter_entities",
+    "iter_pages",
     "partition_chunks",
 )
 
@@ -166,18 +168,20 @@ class TableStore(Protocol):
         """Release connections and threads."""
 
 
-async def iter_entities(
+async def iter_pages(
     store: TableStore,
     table: str,
     partition_key: str | None = None,
     *,
     page_size: int = DEFAULT_PAGE,
     rows: RowRange | None = None,
-) -> AsyncGenerator[Stored, None]:
-    """Every entity of a partition (or a table), following continuations; ``rows``: see ``query``.
+) -> AsyncGenerator[list[Stored], None]:
+    """Every entity of a partition (or a table), a page at a time, following continuations;
+    ``rows``: see ``query``. For a caller that reads every row (a start-up's load): a step of
+    an async generator per page, not per row.
 
-    The next page is asked for before this one's entities are handed out: the store reads it
-    (a thread for SQLite, the network for Azure) while the caller works through this one.
+    The next page is asked for before this one is handed out: the store reads it (a thread
+    for SQLite, the network for Azure) while the caller works through this one.
     """
 
     def ask(continuation: str | None) -> asyncio.Future[Page]:
@@ -190,13 +194,29 @@ async def iter_entities(
             page = await fetch
             if page.continuation is not None:
                 fetch = ask(page.continuation)
-            for item in page.items:
-                yield item
+            yield page.items
             if page.continuation is None:
                 return
     finally:  # the caller stopped early: the page read ahead is not wanted
         if not fetch.cancel() and not fetch.cancelled():
             fetch.exception()  # done: a failed read nobody waits for is not "never retrieved"
+
+
+async def iter_entities(
+    store: TableStore,
+    table: str,
+    partition_key: str | None = None,
+    *,
+    page_size: int = DEFAULT_PAGE,
+    rows: RowRange | None = None,
+) -> AsyncGenerator[Stored, None]:
+    """Every entity of a partition (or a table), one at a time (``iter_pages``' pages)."""
+    async with contextlib.aclosing(
+        iter_pages(store, table, partition_key, page_size=page_size, rows=rows)
+    ) as pages:
+        async for page in pages:
+            for item in page:
+                yield item
 
 
 def partition_chunks(items: Iterable[T], partition_of: Callable[[T], str]) -> Iterator[list[T]]:

@@ -9,7 +9,9 @@ interval, and a client needs no state once ``tat <= now``.
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import NamedTuple
+
+from .frozen import new_tuple
 
 __all__ = ("Verdict", "gcra")
 
@@ -31,7 +33,4 @@ def gcra(tat: float, now: float, *, limit: int, period: float) -> Verdict:
         return Verdict(False, tat, 0, base - now, retry)
     remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
     # Made as its tuple at once, not through the NamedTuple's Python __new__: every like decides.
-    return _new_tuple(Verdict, (True, new_tat, remaining, new_tat - now, 0.0))
-
-
-_new_tuple: Final = tuple.__new__
+    return new_tuple(Verdict, (True, new_tat, remaining, new_tat - now, 0.0))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..frozen import new_tuple
 from ..ratelimit import gcra
 from ..redis import REDIS_ERRORS, RedisLink
 from .messages import Acquire, RateDecision
@@ -36,7 +37,6 @@ return {1, remaining, tostring(new_tat - now), '0'}
 """
 KEY: Final = "local"
 EXPIRE_EVERY: Final = 1.0  # seconds between passes that forget clients whose quota is back
-_new_tuple: Final = tuple.__new__
 
 
 class RateLimiter(Actor):
@@ -98,7 +98,7 @@ class RateLimiter(Actor):
                 tats.popitem(last=False)
         # Made as its tuple at once, not through the NamedTuple's Python __new__ (~1,700
         # instructions of its ~3,800): every like is decided here without Redis.
-        return _new_tuple(
+        return new_tuple(
             RateDecision, (verdict.allowed, self.limit, verdict.remaining, verdict.reset, verdict.retry_after)
         )
 

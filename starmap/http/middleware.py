@@ -30,11 +30,10 @@ from ..metrics import METHODS, Metrics
 from .problems import answer_error
 from .representation import finish
 
-__all__ = ("HEADER", "UNMATCHED", "Front", "add_request_id_header")
+__all__ = ("UNMATCHED", "Front", "add_request_id_header")
 
 log = logging.getLogger(__name__)
 
-HEADER: Final = REQUEST_ID_HEADER  # the access line reads it there
 # nginx's "client closed request": counted apart from the answers we gave (never a 500).
 CLIENT_CLOSED: Final = 499
 # Anything else (CR/LF, quotes, very long) is replaced: the id goes into logs and headers.
@@ -83,7 +82,7 @@ def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: s
 
     @functools.wraps(handler)  # its @doc and name, for the OpenAPI document
     async def observe(request: web.Request) -> web.StreamResponse:
-        offered = request.headers.get(HEADER, "")
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if offered and SANE.fullmatch(offered) else f"{_PROCESS}-{next(_COUNTER):x}"
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
@@ -98,11 +97,11 @@ def _observed(handler: Handler, metrics: Metrics, verbose_errors: bool, route: s
                 response = answer_error(request, exc, verbose=verbose_errors)
             status = response.status
             if not response.prepared:  # an event stream was prepared (with its id) by its handler
-                response.headers[HEADER] = request_id
+                response.headers[REQUEST_ID_HEADER] = request_id
             return response
         except web.HTTPException as exc:  # a redirect, raised again
             status = exc.status
-            exc.headers[HEADER] = request_id
+            exc.headers[REQUEST_ID_HEADER] = request_id
             raise
         except asyncio.CancelledError:  # aiohttp cancels the handler when the client hangs up
             status = CLIENT_CLOSED
@@ -127,4 +126,4 @@ def add_request_id_header(response: web.StreamResponse) -> None:
     """The request's id on an answer its handler prepares itself (an event stream), from
     inside the handler; the front puts it on every other answer (a plain call: a
     response-prepare signal costs every request ~3 % of its CPU)."""
-    response.headers[HEADER] = REQUEST_ID.get()
+    response.headers[REQUEST_ID_HEADER] = REQUEST_ID.get()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import re
@@ -270,3 +271,28 @@ def test_the_import_job_runs_import_legacy_with_real_settings() -> None:
         {**literal, "AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=k"}, root=ROOT
     )
     assert settings.is_production and settings.storage.uses_azure
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git applies the patch")
+def test_the_benchmarks_ablation_patch_applies_to_this_code_and_its_switches_load(tmp_path: Path) -> None:
+    """``bench.py --only ablate`` patches a copy of ``starmap``: a patch that no longer applies,
+    or switches that no longer load, would only show when someone runs it."""
+    spec = importlib.util.spec_from_file_location("bench", OPS / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    code = bench._ablated_copy(tmp_path)
+    every = ",".join(sorted({part for parts in bench.ABLATIONS for part in parts.split(",") if part}))
+    for parts, loads in (("", True), (every, True), ("no-such-part", False)):
+        done = subprocess.run(
+            [sys.executable, "-c", "import starmap.app, starmap.ablate as a; print(sorted(a.PARTS))"],
+            env={**process_env({}), "PYTHONPATH": str(code), "STARMAP_ABLATE": parts},
+            cwd=tmp_path,  # not the checkout: `-c` puts the working directory first on the path
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (done.returncode == 0) is loads, done.stderr
+        if loads:
+            assert done.stdout.strip() == str(sorted(filter(None, parts.split(","))))
+    assert not (ROOT / "starmap" / "ablate.py").exists()  # the switches never reach the checkout

@@ -248,6 +248,72 @@ def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False, runs: int =
     }  # fmt: skip
 
 
+# -- ablate: what each part of a like costs on the wall clock ---------------------------
+# ablate.patch adds benchmark-only switches (STARMAP_ABLATE) to a copy of the code in a temp
+# directory, never to the checkout: each listed part of a like is left out.
+ABLATE_PATCH = HERE / "ablate.patch"
+ABLATIONS = ("", "access-line", "event", "read-models", "rate", "store", "journal", "access-line,journal",
+             "access-line,event,read-models,rate,store")  # fmt: skip
+
+
+def _ablated_copy(into: Path) -> Path:
+    """This checkout's ``starmap`` package copied under ``into``, the patch applied; the
+    directory to put on PYTHONPATH."""
+    shutil.copytree(ROOT / "starmap", into / "starmap", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "apply", str(ABLATE_PATCH)], cwd=into, check=True, capture_output=True)
+    return into
+
+
+def scenario_ablate(
+    mode: Mode, seconds: int, runs: int, ablations: tuple[str, ...] = ABLATIONS
+) -> dict[str, Any]:
+    """Likes as in their scenario, on one server per ablation (each its own 1,000 stars, every
+    counter awake), in rounds: bare, then every server in turn. Per ablation: the median of
+    its rounds' likes/s, of its ratio to the same round's bare, of its likes/s over those of
+    the same round's first server (``vs_all``; in ``ABLATIONS`` the first leaves nothing out:
+    the steadiest figure, its two runs seconds apart), and of the server's CPU (every thread)
+    per like."""
+    code = _ablated_copy(mode.workdir / "ablated")
+    servers: dict[str, StarmapProcess] = {}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in ablations}
+    try:
+        for i, name in enumerate(ablations):
+            label = f"ablate{i}"
+            ids = seed(mode.server_env(label), 1000)
+            servers[name] = mode.start(label, API_RATE_LIMIT_TIMES="1000000000", STARMAP_ABLATE=name,
+                                       PYTHONPATH=str(code))  # fmt: skip
+            _like_each(servers[name].url, ids)
+        with bare_server() as bare_url:
+            for _ in range(runs):
+                bare = wrk(bare_url, path="/stars/{id}/like", method="POST", seconds=seconds)
+                for name, server in servers.items():
+                    pid = server.proc.pid  # type: ignore[union-attr]
+                    cpu = _cpu_seconds(pid)
+                    ours = wrk(server.url, path="/stars/{id}/like", method="POST", seconds=seconds)
+                    cpu = _cpu_seconds(pid) - cpu
+                    rounds[name].append({
+                        "rps": ours["rps"], "ratio": ratio(ours, bare), "p99_ms": ours["p99_ms"],
+                        "cpu_us_per_like": round(1e6 * cpu / max(ours["ok"], 1), 1), "bare_rps": bare["rps"],
+                    })  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    def median(name: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in rounds[name]), 3)
+
+    for name in ablations:
+        for mine, baseline in zip(rounds[name], rounds[ablations[0]], strict=True):
+            mine["vs_all"] = round(mine["rps"] / baseline["rps"], 3) if baseline["rps"] else 0.0
+    return {
+        (name or "nothing left out"): {
+            "rps": median(name, "rps"), "ratio": median(name, "ratio"), "vs_all": median(name, "vs_all"),
+            "cpu_us_per_like": median(name, "cpu_us_per_like"), "rounds": rounds[name],
+        }
+        for name in ablations
+    }  # fmt: skip
+
+
 def scenario_get(mode: Mode, seconds: int, runs: int = 1) -> dict[str, Any]:
     """``GET /stars/{random}``; with ``runs`` > 1, ours and bare alternate that many times each
     (both servers up, the machine's drift falls on both sides): the median pair's figures,
@@ -765,7 +831,10 @@ def main() -> None:
     parser.add_argument("--stars", type=int, default=100_000, help="stars for the list and start-up scenario")
     parser.add_argument("--sse", default="1000,5000,10000", help="subscriber counts for the memory scenario")
     parser.add_argument(
-        "--runs", type=int, default=1, help="likes, keyed, get: ours and bare alternated this many times"
+        "--runs",
+        type=int,
+        default=1,
+        help="likes, keyed, get, ablate: ours and bare alternated this many times",
     )
     parser.add_argument(
         "--star-partitions",
@@ -792,6 +861,8 @@ def main() -> None:
                 report["likes_keyed"] = scenario_likes(mode, args.seconds, keyed=True, runs=args.runs)
             if "get" in wanted:
                 report["get_one_star"] = scenario_get(mode, args.seconds, args.runs)
+            if "ablate" in wanted:
+                report["ablate"] = scenario_ablate(mode, args.seconds, args.runs)
             if "instructions" in wanted:
                 report["instructions"] = scenario_instructions(mode, args.seconds)
             if "conditional" in wanted:

@@ -147,6 +147,15 @@ def ratio(ours: dict[str, Any], bare: dict[str, Any]) -> float:
     return round(ours["rps"] / bare["rps"], 3) if bare["rps"] else 0.0
 
 
+Pair = tuple[dict[str, Any], dict[str, Any]]
+
+
+def median_pair(pairs: list[Pair]) -> tuple[list[float], Pair]:
+    """Every (ours, bare) pair's ratio, in run order, and the pair whose ratio is the median."""
+    ratios = [ratio(ours, bare) for ours, bare in pairs]
+    return ratios, pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
+
+
 def _storage_writes(url: str) -> int:
     """Round trips that carried writes to the store so far (Azure requests), from /metrics."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:  # noqa: S310 - loopback only
@@ -211,7 +220,7 @@ def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False, runs: int =
     label = "likeskeyed" if keyed else "likes"
     ids = seed(mode.server_env(label), 1000)
     server = mode.start(label, API_RATE_LIMIT_TIMES="1000000000")
-    pairs = []
+    pairs: list[Pair] = []
     try:
         warm = _like_each(server.url, ids)  # the steady state: every star's counter awake
         writes_before = _storage_writes(server.url)
@@ -232,8 +241,7 @@ def scenario_likes(mode: Mode, seconds: int, *, keyed: bool = False, runs: int =
     finally:
         again.stop()
     single = _single_write_rate(mode.server_env("singlewrites")) if mode.name == "azurite" else None
-    ratios = [ratio(ours, bare) for ours, bare in pairs]
-    ours, bare = pairs[sorted(range(runs), key=ratios.__getitem__)[runs // 2]]
+    ratios, (ours, bare) = median_pair(pairs)
     acknowledged = warm + sum(o["ok"] for o, _ in pairs)
     return {
         "starmap": ours, "bare": bare, "ratio": ratio(ours, bare), "ratios": ratios,
@@ -332,8 +340,7 @@ def scenario_get(mode: Mode, seconds: int, runs: int = 1) -> dict[str, Any]:
             ]
     finally:
         server.stop()
-    ratios = [ratio(ours, bare) for ours, bare in pairs]
-    ours, bare = pairs[sorted(range(runs), key=ratios.__getitem__)[runs // 2]]
+    ratios, (ours, bare) = median_pair(pairs)
     return {"starmap": ours, "bare": bare, "ratio": ratio(ours, bare), "ratios": ratios}
 
 
